@@ -1,0 +1,201 @@
+"""Frozen configuration dataclasses.
+
+Every config validates itself in ``__post_init__`` and raises :class:`ConfigError` (a ``ValueError``)
+whose one-line message names the bad field, the bad value and what would be valid. Configs are plain
+data: they round-trip through :func:`to_dict` / :func:`from_dict` (JSON in checkpoints and workdirs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, TypeVar
+
+GAN_LOSSES = ("non_saturating", "minimax", "hinge")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config field holds an invalid value; the message names the field and the fix."""
+
+
+def _fail(cls: type, field: str, value: Any, expected: str) -> None:
+    raise ConfigError(f"{cls.__name__}.{field}={value!r} is invalid: expected {expected}")
+
+
+def _check_positive_int(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            _fail(type(obj), name, value, "a positive integer")
+
+
+def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        _fail(type(obj), name, value, f"one of {', '.join(choices)}")
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    """DCGAN architecture and game.
+
+    ``image_size`` must be a power of two >= 8 (32 for digits/CIFAR-10). Datasets with other sizes
+    (MNIST's 28x28) are padded to ``image_size`` by the data pipeline.
+    """
+
+    latent_dim: int = 100
+    base_width: int = 64
+    image_size: int = 32
+    channels: int = 1
+    loss: str = "non_saturating"
+    n_critic: int = 1
+    ema_decay: float = 0.999
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _check_positive_int(self, "latent_dim", "base_width", "image_size", "channels", "n_critic")
+        if not _is_power_of_two(self.image_size) or self.image_size < 8:
+            _fail(
+                type(self),
+                "image_size",
+                self.image_size,
+                "a power of two >= 8 (pad 28x28 images to 32: the data pipeline does this)",
+            )
+        _check_choice(self, "loss", GAN_LOSSES)
+        _check_choice(self, "dtype", COMPUTE_DTYPES)
+        if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
+            _fail(type(self), "ema_decay", self.ema_decay, "a float in [0, 1) (0 disables EMA)")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of generated images."""
+        return (self.image_size, self.image_size, self.channels)
+
+    @property
+    def num_upsamplings(self) -> int:
+        """Number of 2x up-sampling blocks from the 4x4 seed to ``image_size``."""
+        return int(math.log2(self.image_size)) - 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """Small CNN classifier p(y|x) whose penultimate features also serve the Frechet distance."""
+
+    num_classes: int = 10
+    image_size: int = 32
+    channels: int = 1
+    width: int = 32
+    feature_dim: int = 64
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _check_positive_int(self, "num_classes", "image_size", "channels", "width", "feature_dim")
+        if self.num_classes < 2:
+            _fail(type(self), "num_classes", self.num_classes, "at least 2 classes")
+        _check_choice(self, "dtype", COMPUTE_DTYPES)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Adam hyper-parameters; the defaults are the DCGAN paper's (lr 2e-4, b1 0.5)."""
+
+    learning_rate: float = 2e-4
+    b1: float = 0.5
+    b2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
+            _fail(type(self), "learning_rate", self.learning_rate, "a positive float")
+        for name in ("b1", "b2"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                _fail(type(self), name, value, "a float in [0, 1)")
+        if not isinstance(self.eps, (int, float)) or not self.eps > 0:
+            _fail(type(self), "eps", self.eps, "a positive float")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training run: length, batch, seed and the intervals of the loop's side effects."""
+
+    steps: int = 2000
+    batch_size: int = 64
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    max_to_keep: int = 3
+    workdir: str = "runs/default"
+
+    def __post_init__(self) -> None:
+        _check_positive_int(
+            self,
+            "steps",
+            "batch_size",
+            "log_every",
+            "sample_every",
+            "checkpoint_every",
+            "max_to_keep",
+        )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            _fail(type(self), "seed", self.seed, "a non-negative integer")
+        if not isinstance(self.workdir, str) or not self.workdir:
+            _fail(type(self), "workdir", self.workdir, "a non-empty directory path")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-JSON dict of a (possibly nested) config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Builds ``cls`` from ``values``; unknown keys raise :class:`ConfigError` listing valid ones."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"{cls.__name__} has no field {unknown[0]!r}: valid fields are {', '.join(sorted(names))}"
+        )
+    return cls(**values)
+
+
+def override(config: C, assignments: list[str] | tuple[str, ...]) -> C:
+    """Applies ``key=value`` strings (from ``--set``) to ``config``, parsing values by field type.
+
+    Example: ``override(GANConfig(), ["base_width=32", "loss=hinge"])``.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} is not key=value (e.g. --set base_width=32)")
+        if key not in fields:
+            raise ConfigError(
+                f"{type(config).__name__} has no field {key!r}: valid fields are "
+                f"{', '.join(sorted(fields))}"
+            )
+        current = getattr(config, key)
+        try:
+            if isinstance(current, bool):
+                value: Any = {"true": True, "false": False}[raw.lower()]
+            elif isinstance(current, int):
+                value = int(raw)
+            elif isinstance(current, float):
+                value = float(raw)
+            else:
+                value = raw
+        except (ValueError, KeyError):
+            raise ConfigError(
+                f"--set {key}={raw!r}: expected a value of type {type(current).__name__}"
+            ) from None
+        changes[key] = value
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,57 @@
+"""Losses, written on logits with numerically stable log-sigmoid.
+
+GAN losses (``kind`` in :data:`genjax_models.configs.GAN_LOSSES`), with ``D(x) = sigmoid(logit)``:
+
+=================  ==========================================  ===========================
+kind               discriminator loss                          generator loss
+=================  ==========================================  ===========================
+minimax            -log D(x) - log(1 - D(G(z)))                log(1 - D(G(z)))
+non_saturating     -log D(x) - log(1 - D(G(z)))                -log D(G(z))
+hinge              relu(1 - l_real) + relu(1 + l_fake)         -l_fake
+=================  ==========================================  ===========================
+
+Each term is averaged over the batch. ``log D = log_sigmoid(l)``, ``log(1 - D) = log_sigmoid(-l)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from genjax_models.configs import GAN_LOSSES
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in GAN_LOSSES:
+        raise ValueError(
+            f"loss={kind!r} is not a GAN loss: expected one of {', '.join(GAN_LOSSES)}"
+        )
+
+
+def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """Scalar float32 D loss from ``real_logits: float[batch]`` and ``fake_logits: float[batch]``."""
+    _check_kind(kind)
+    real_logits = real_logits.astype(jnp.float32)
+    fake_logits = fake_logits.astype(jnp.float32)
+    if kind == "hinge":
+        return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+    return -jnp.mean(jax.nn.log_sigmoid(real_logits)) - jnp.mean(jax.nn.log_sigmoid(-fake_logits))
+
+
+def generator_loss(kind: str, fake_logits: jax.Array) -> jax.Array:
+    """Scalar float32 G loss from the discriminator's ``fake_logits: float[batch]``."""
+    _check_kind(kind)
+    fake_logits = fake_logits.astype(jnp.float32)
+    if kind == "hinge":
+        return -jnp.mean(fake_logits)
+    if kind == "minimax":
+        return jnp.mean(jax.nn.log_sigmoid(-fake_logits))
+    return -jnp.mean(jax.nn.log_sigmoid(fake_logits))
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy: ``logits: float[batch, classes]``, ``labels: int32[batch]``."""
+    return jnp.mean(
+        optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    )

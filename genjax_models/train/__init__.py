@@ -1,0 +1,45 @@
+"""Training: states, pure steps, checkpoints, the loop and ready-made runs."""
+
+from genjax_models.train.checkpoint import CheckpointError, Checkpointer
+from genjax_models.train.classifier_run import load_classifier, train_classifier
+from genjax_models.train.evaluation import evaluate_gan
+from genjax_models.train.gan_run import generate_images, load_gan, sample_gan, train_gan
+from genjax_models.train.loop import TrainingInterrupted, run_loop
+from genjax_models.train.state import (
+    GANState,
+    TrainState,
+    init_gan_state,
+    init_train_state,
+    step_rng,
+)
+from genjax_models.train.steps import (
+    jit_step,
+    make_classifier_eval_step,
+    make_classifier_step,
+    make_gan_step,
+)
+from genjax_models.train.workdir import WorkdirError
+
+__all__ = [
+    "CheckpointError",
+    "Checkpointer",
+    "GANState",
+    "TrainState",
+    "TrainingInterrupted",
+    "WorkdirError",
+    "evaluate_gan",
+    "generate_images",
+    "init_gan_state",
+    "init_train_state",
+    "jit_step",
+    "load_classifier",
+    "load_gan",
+    "make_classifier_eval_step",
+    "make_classifier_step",
+    "make_gan_step",
+    "run_loop",
+    "sample_gan",
+    "step_rng",
+    "train_classifier",
+    "train_gan",
+]

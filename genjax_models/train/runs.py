@@ -1,0 +1,94 @@
+"""What every training run shares: optimizers, run identity, workdir + checkpoint + loop wiring."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+
+from genjax_models.configs import OptimConfig, TrainConfig, to_dict
+from genjax_models.train.checkpoint import CheckpointError, Checkpointer
+from genjax_models.train.loop import BatchSource, run_loop
+from genjax_models.train.workdir import CHECKPOINT_SUBDIR, prepare_workdir, read_run
+
+
+def adam(config: OptimConfig) -> optax.GradientTransformation:
+    """``optax.adam`` with the hyper-parameters of ``config``."""
+    return optax.adam(config.learning_rate, b1=config.b1, b2=config.b2, eps=config.eps)
+
+
+def run_identity(kind: str, dataset: str, train: TrainConfig, **configs: Any) -> dict[str, Any]:
+    """The JSON facts that define a run: resuming requires them to be equal.
+
+    Steps and the log/sample/checkpoint intervals are not part of it (a run may be extended).
+    """
+    return {
+        "kind": kind,
+        "dataset": dataset,
+        "batch_size": train.batch_size,
+        "seed": train.seed,
+        **{name: to_dict(config) for name, config in configs.items()},
+    }
+
+
+def checkpointer_for(workdir: str, max_to_keep: int = 3) -> Checkpointer:
+    """The :class:`Checkpointer` of ``DIR/checkpoints``."""
+    return Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR), max_to_keep=max_to_keep)
+
+
+def execute_run(
+    *,
+    identity: dict[str, Any],
+    info: dict[str, Any],
+    state: Any,
+    train_step: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, jax.Array]]],
+    batches: BatchSource,
+    train: TrainConfig,
+    resume: bool,
+    overwrite: bool,
+    on_sample: Callable[[Any, int], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Any, dict[str, float]]:
+    """Prepares the workdir, restores the latest checkpoint when resuming, and runs the loop."""
+    resuming, backup = prepare_workdir(
+        train.workdir, identity, resume=resume, overwrite=overwrite, info=info
+    )
+    if backup:
+        log(f"genjax-models: moved the previous contents of {train.workdir} to {backup}")
+    with checkpointer_for(train.workdir, train.max_to_keep) as checkpointer:
+        if resuming:
+            state, _ = checkpointer.restore(state)
+            log(f"genjax-models: resuming {train.workdir} from step {int(state.step)}")
+        if int(state.step) >= train.steps:
+            log(f"genjax-models: {train.workdir} is already at step {int(state.step)} >= --steps")
+            return state, {}
+        return run_loop(
+            state=state,
+            train_step=train_step,
+            batches=batches,
+            config=train,
+            checkpointer=checkpointer,
+            checkpoint_metadata={"identity": identity},
+            on_sample=on_sample,
+            description=f"{identity['kind']} {identity['dataset']}",
+        )
+
+
+def restore_run(
+    workdir: str, kind: str, build: Callable[[dict[str, Any]], Any]
+) -> tuple[Any, dict]:
+    """Restores the latest checkpoint of a ``kind`` run into ``build(identity)``'s fresh state.
+
+    Returns ``(state, run)`` where ``run`` is the parsed ``run.json``.
+    """
+    run = read_run(workdir)
+    if run["identity"].get("kind") != kind:
+        raise CheckpointError(
+            f"{workdir!r} holds a {run['identity'].get('kind')!r} run, not a {kind!r} run"
+        )
+    with checkpointer_for(workdir) as checkpointer:
+        state, _ = checkpointer.restore(build(run["identity"]))
+    return state, run

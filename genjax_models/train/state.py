@@ -1,0 +1,146 @@
+"""Training states: immutable pytrees of arrays (plus the static optax transformations).
+
+Everything a run needs to continue bit-identically lives here: parameters, BatchNorm statistics,
+optimizer states, the EMA generator, the step counter and the base RNG key. The per-step key is
+``jax.random.fold_in(state.rng, state.step)`` (see :func:`step_rng`), so no key is ever reused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+    """State of a single-model run (classifier, seq2seq, LM).
+
+    Attributes:
+      step: int32[] number of updates applied.
+      rng: uint32[2] base PRNG key of the run.
+      params: float32 parameter pytree.
+      batch_stats: BatchNorm running statistics (``{}`` when the model has none).
+      opt_state: the optax state of ``tx``.
+      tx: the optax transformation (static, not saved: rebuilt from the config).
+    """
+
+    step: jax.Array
+    rng: jax.Array
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+@flax.struct.dataclass
+class GANState:
+    """State of a GAN run.
+
+    Attributes:
+      step: int32[] number of generator updates applied.
+      rng: uint32[2] base PRNG key of the run.
+      g_params, g_batch_stats: generator parameters and BatchNorm statistics.
+      d_params, d_batch_stats: discriminator parameters and BatchNorm statistics.
+      g_opt_state, d_opt_state: optax states of ``g_tx`` and ``d_tx``.
+      ema_g_params: exponential moving average of ``g_params``, used for sampling.
+      g_tx, d_tx: optax transformations (static, not saved: rebuilt from the config).
+    """
+
+    step: jax.Array
+    rng: jax.Array
+    g_params: PyTree
+    g_batch_stats: PyTree
+    d_params: PyTree
+    d_batch_stats: PyTree
+    g_opt_state: PyTree
+    d_opt_state: PyTree
+    ema_g_params: PyTree
+    g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+def step_rng(state: TrainState | GANState) -> jax.Array:
+    """The key for the update that ``state`` is about to take: ``fold_in(state.rng, state.step)``."""
+    return jax.random.fold_in(state.rng, state.step)
+
+
+def _init_variables(module: nn.Module, key: jax.Array, example: jax.Array) -> tuple[PyTree, PyTree]:
+    variables = jax.jit(lambda k, x: module.init(k, x, train=False))(key, example)
+    return variables["params"], variables.get("batch_stats", {})
+
+
+def init_gan_state(
+    rng: jax.Array,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_tx: optax.GradientTransformation,
+    d_tx: optax.GradientTransformation,
+    image_shape: tuple[int, int, int],
+    latent_dim: int | None = None,
+) -> GANState:
+    """Initialises a :class:`GANState` for any pair of Linen modules.
+
+    Args:
+      rng: uint32[2] PRNG key (``jax.random.PRNGKey(seed)``).
+      generator: module called as ``generator(z, train=...)`` with ``z: float32[batch, latent_dim]``
+        returning ``float32[batch, *image_shape]``.
+      discriminator: module called as ``discriminator(x, train=...)`` returning ``float32[batch]``
+        logits.
+      g_tx, d_tx: optax transformations for the generator and the discriminator.
+      image_shape: (height, width, channels) of real images.
+      latent_dim: noise size; defaults to ``generator.latent_dim``.
+    """
+    latent_dim = resolve_latent_dim(generator, latent_dim)
+    g_key, d_key, run_key = jax.random.split(rng, 3)
+    g_params, g_stats = _init_variables(generator, g_key, jnp.zeros((1, latent_dim), jnp.float32))
+    d_params, d_stats = _init_variables(
+        discriminator, d_key, jnp.zeros((1, *image_shape), jnp.float32)
+    )
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        rng=run_key,
+        g_params=g_params,
+        g_batch_stats=g_stats,
+        d_params=d_params,
+        d_batch_stats=d_stats,
+        g_opt_state=jax.jit(g_tx.init)(g_params),
+        d_opt_state=jax.jit(d_tx.init)(d_params),
+        ema_g_params=jax.tree.map(jnp.copy, g_params),
+        g_tx=g_tx,
+        d_tx=d_tx,
+    )
+
+
+def init_train_state(
+    rng: jax.Array, model: nn.Module, tx: optax.GradientTransformation, example_input: jax.Array
+) -> TrainState:
+    """Initialises a :class:`TrainState` for ``model(example_input, train=...)``."""
+    init_key, run_key = jax.random.split(rng)
+    params, batch_stats = _init_variables(model, init_key, example_input)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        rng=run_key,
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=jax.jit(tx.init)(params),
+        tx=tx,
+    )
+
+
+def resolve_latent_dim(generator: nn.Module, latent_dim: int | None) -> int:
+    """``latent_dim`` if given, else ``generator.latent_dim``; a clear error when neither exists."""
+    if latent_dim is None:
+        latent_dim = getattr(generator, "latent_dim", None)
+    if not isinstance(latent_dim, int) or latent_dim <= 0:
+        raise ValueError(
+            f"latent_dim={latent_dim!r}: pass latent_dim=<positive int> or give the generator "
+            "module a `latent_dim` attribute"
+        )
+    return latent_dim

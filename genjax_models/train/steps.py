@@ -1,0 +1,250 @@
+"""Pure training steps: ``step(state, batch, rng, *, axis_name=None) -> (state, metrics)``.
+
+Steps are plain functions of arrays; callers jit them (see :func:`jit_step`) or wrap them for
+data parallelism. With ``axis_name`` set (inside ``shard_map`` or ``pmap``) the parameters are cast
+to device-varying before differentiation, and gradients, BatchNorm statistics and metrics are
+``lax.pmean``-ed over that axis, which is exact under both ``shard_map`` and ``pmap``. Noise is
+drawn per example from ``fold_in(key, global_example_index)``, so N devices draw exactly the
+noise one device draws for the same global batch.
+
+GAN BatchNorm policy (as PyTorch's DCGAN): the discriminator sees the real and the fake batch in
+two separate train-mode passes, each normalised by its own batch statistics; the running statistics
+are updated by every train-mode pass (D: real, fake, and the generator update's fake pass; G: every
+forward).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from genjax_models.configs import GAN_LOSSES
+from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
+from genjax_models.train.state import GANState, PyTree, TrainState, resolve_latent_dim, step_rng
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+Step = Callable[..., tuple[Any, Metrics]]
+
+
+def _mean_over(axis_name: str | None) -> Callable[[PyTree], PyTree]:
+    if axis_name is None:
+        return lambda tree: tree
+    return lambda tree: lax.pmean(tree, axis_name)
+
+
+def _varying(tree: PyTree, axis_name: str | None) -> PyTree:
+    """Marks replicated params device-varying so ``grad`` gives the local (unsummed) gradient."""
+    if axis_name is None:
+        return tree
+    return lax.pcast(tree, axis_name, to="varying")
+
+
+def global_example_index(batch_size: int, axis_name: str | None) -> jax.Array:
+    """int32[batch_size] index of each local example in the global batch."""
+    offset = 0 if axis_name is None else lax.axis_index(axis_name) * batch_size
+    return offset + jnp.arange(batch_size, dtype=jnp.int32)
+
+
+def per_example_normal(
+    key: jax.Array, batch_size: int, dim: int, axis_name: str | None
+) -> jax.Array:
+    """float32[batch_size, dim] standard normal noise, one key per global example index."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+        global_example_index(batch_size, axis_name)
+    )
+    return jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(keys)
+
+
+def _apply_train(
+    module: nn.Module, params: PyTree, stats: PyTree, x: jax.Array
+) -> tuple[jax.Array, PyTree]:
+    """Train-mode forward; returns the output and the updated BatchNorm statistics."""
+    out, mutated = module.apply(
+        {"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
+    )
+    return out, mutated.get("batch_stats", {})
+
+
+def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
+    """EMA decay with warm-up, ``min(decay, (1 + step) / (10 + step))``, so early EMA tracks G."""
+    step = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def make_gan_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    loss: str = "non_saturating",
+    n_critic: int = 1,
+    ema_decay: float = 0.999,
+    latent_dim: int | None = None,
+) -> Step:
+    """Builds ``gan_step(state, batch, rng, *, axis_name=None) -> (GANState, metrics)``.
+
+    One call does ``n_critic`` discriminator updates on real vs ``G(z)``, then one generator update
+    against the updated discriminator, then the EMA update of G. The last critic update and the
+    generator update share one generator forward pass (``jax.vjp``), as PyTorch's DCGAN does.
+
+    ``batch["image"]``: float32[batch, H, W, C] real images in [-1, 1].
+    Metrics (float32 scalars): ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)), ``d_fake`` (mean
+    D(G(z)) before the D update), ``d_fake_after`` (after it), ``d_acc_real``, ``d_acc_fake``.
+    """
+    if loss not in GAN_LOSSES:
+        raise ValueError(
+            f"loss={loss!r} is not a GAN loss: expected one of {', '.join(GAN_LOSSES)}"
+        )
+    if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
+        raise ValueError(f"n_critic={n_critic!r} is invalid: expected an integer >= 1")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay={ema_decay!r} is invalid: expected a float in [0, 1)")
+    latent_dim = resolve_latent_dim(generator, latent_dim)
+
+    def gan_step(
+        state: GANState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
+    ) -> tuple[GANState, Metrics]:
+        mean = _mean_over(axis_name)
+        real = batch["image"]
+        batch_size = real.shape[0]
+        g_params, d_params = state.g_params, state.d_params
+        g_stats, d_stats = state.g_batch_stats, state.d_batch_stats
+        d_opt_state = state.d_opt_state
+
+        def generate(params: PyTree, key: jax.Array) -> tuple[jax.Array, PyTree]:
+            z = per_example_normal(key, batch_size, latent_dim, axis_name)
+            return _apply_train(generator, params, g_stats, z)
+
+        def d_loss_fn(params: PyTree, fake: jax.Array) -> tuple[jax.Array, Any]:
+            real_logits, stats = _apply_train(discriminator, params, d_stats, real)
+            fake_logits, stats = _apply_train(discriminator, params, stats, fake)
+            return discriminator_loss(loss, real_logits, fake_logits), (
+                stats,
+                real_logits,
+                fake_logits,
+            )
+
+        critic_keys = jax.random.split(rng, n_critic + 1)
+        for i in range(n_critic):
+            if i < n_critic - 1:
+                fake, g_stats = generate(g_params, critic_keys[i])
+            else:  # keep the vjp of this forward for the generator update
+                fake, g_vjp, g_stats = jax.vjp(
+                    lambda p, k=critic_keys[i]: generate(p, k),
+                    _varying(g_params, axis_name),
+                    has_aux=True,
+                )
+            (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
+                d_loss_fn, has_aux=True
+            )(_varying(d_params, axis_name), fake)
+            d_grads, d_stats = mean((d_grads, d_stats))
+            updates, d_opt_state = state.d_tx.update(d_grads, d_opt_state, d_params)
+            d_params = optax.apply_updates(d_params, updates)
+
+        def g_loss_fn(fake: jax.Array) -> tuple[jax.Array, Any]:
+            logits, stats = _apply_train(discriminator, d_params, d_stats, fake)
+            return generator_loss(loss, logits), (stats, logits)
+
+        (g_loss, (d_stats, fake_logits_after)), fake_grad = jax.value_and_grad(
+            g_loss_fn, has_aux=True
+        )(fake)
+        (g_grads,) = g_vjp(fake_grad)
+        g_grads, g_stats, d_stats = mean((g_grads, g_stats, d_stats))
+        updates, g_opt_state = state.g_tx.update(g_grads, state.g_opt_state, g_params)
+        g_params = optax.apply_updates(g_params, updates)
+
+        decay = ema_decay_at(state.step, ema_decay)
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_g_params, g_params)
+        metrics = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+            "d_fake_after": jnp.mean(jax.nn.sigmoid(fake_logits_after)),
+            "d_acc_real": jnp.mean((real_logits > 0).astype(jnp.float32)),
+            "d_acc_fake": jnp.mean((fake_logits < 0).astype(jnp.float32)),
+        }
+        new_state = state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            g_batch_stats=g_stats,
+            d_params=d_params,
+            d_batch_stats=d_stats,
+            g_opt_state=g_opt_state,
+            d_opt_state=d_opt_state,
+            ema_g_params=ema,
+        )
+        return new_state, mean(metrics)
+
+    return gan_step
+
+
+def make_classifier_step(model: nn.Module) -> Step:
+    """Builds ``classifier_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
+
+    ``batch["image"]``: float32[batch, H, W, C]; ``batch["label"]``: int32[batch]. The model is
+    called as ``model(x, train=True)`` and returns float32[batch, classes] logits.
+    Metrics: ``loss`` (mean cross-entropy) and ``accuracy``.
+    """
+
+    def classifier_step(
+        state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
+    ) -> tuple[TrainState, Metrics]:
+        del rng  # the classifier is deterministic (no dropout)
+        mean = _mean_over(axis_name)
+
+        def loss_fn(p: PyTree) -> tuple[jax.Array, Any]:
+            logits, stats = _apply_train(model, p, state.batch_stats, batch["image"])
+            return classification_loss(logits, batch["label"]), (stats, logits)
+
+        (loss, (stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            _varying(state.params, axis_name)
+        )
+        grads, stats = mean((grads, stats))
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32))
+        new_state = state.replace(
+            step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state
+        )
+        return new_state, mean({"loss": loss, "accuracy": accuracy})
+
+    return classifier_step
+
+
+def make_classifier_eval_step(model: nn.Module) -> Callable[[TrainState, Batch], Metrics]:
+    """``eval_step(state, batch) -> {"loss", "accuracy", "count"}`` summed over the batch.
+
+    Returns sums (not means) so callers can add up uneven batches exactly; an optional
+    ``batch["mask"]: bool[batch]`` excludes padding examples.
+    """
+
+    def eval_step(state: TrainState, batch: Batch) -> Metrics:
+        logits = model.apply(
+            {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+        )
+        losses = optax.softmax_cross_entropy_with_integer_labels(
+            logits.astype(jnp.float32), batch["label"]
+        )
+        mask = batch.get("mask", jnp.ones(losses.shape, bool)).astype(jnp.float32)
+        correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+        return {
+            "loss": jnp.sum(losses * mask),
+            "accuracy": jnp.sum(correct * mask),
+            "count": jnp.sum(mask),
+        }
+
+    return eval_step
+
+
+def jit_step(step: Step) -> Callable[[Any, Batch], tuple[Any, Metrics]]:
+    """Single-device jitted ``(state, batch) -> (state, metrics)`` with ``rng = step_rng(state)``.
+
+    The old state's buffers are donated, so a step needs no second copy of the parameters.
+    """
+    return jax.jit(lambda state, batch: step(state, batch, step_rng(state)), donate_argnums=0)

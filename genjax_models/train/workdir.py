@@ -1,0 +1,121 @@
+"""Workdir bookkeeping: one run per directory, never silently overwritten.
+
+``DIR/run.json`` records what produced the run (model kind, dataset, model and optimizer configs,
+batch size, seed). Starting a run in a directory that holds a different run, or that already has
+checkpoints, is refused with a one-line :class:`WorkdirError` unless the user says ``--resume``
+(same run, continue) or ``--overwrite`` (the old directory is moved aside to ``DIR.bak-<time>``:
+nothing is deleted).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+from typing import Any
+
+RUN_FILE = "run.json"
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class WorkdirError(ValueError):
+    """The workdir cannot be used for this run; the message says why and what to do."""
+
+
+def read_run(workdir: str) -> dict[str, Any]:
+    """The ``run.json`` of ``workdir``; a clear error when it is missing."""
+    path = os.path.join(workdir, RUN_FILE)
+    if not os.path.exists(path):
+        raise WorkdirError(
+            f"{workdir!r} is not a genjax-models run (no {RUN_FILE}): pass the --workdir of a "
+            "finished or running `genjax-models train` command"
+        )
+    with open(path) as f:
+        return json.load(f)
+
+
+def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if old == new else f"{prefix.rstrip('.')}: saved {old!r}, requested {new!r}"
+
+
+def _has_checkpoints(workdir: str) -> bool:
+    directory = os.path.join(workdir, CHECKPOINT_SUBDIR)
+    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
+def _move_aside(workdir: str) -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    backup = f"{workdir.rstrip(os.sep)}.bak-{stamp}"
+    suffix = 0
+    while os.path.exists(backup):
+        suffix += 1
+        backup = f"{workdir.rstrip(os.sep)}.bak-{stamp}-{suffix}"
+    shutil.move(workdir, backup)
+    return backup
+
+
+def check_workdir(workdir: str, identity: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
+    """Checks, without touching anything, that ``workdir`` can take the run ``identity``.
+
+    Returns True when the run will resume from existing checkpoints. Raises :class:`WorkdirError`
+    with a one-line message for a conflicting directory.
+    """
+    if resume and overwrite:
+        raise WorkdirError("--resume and --overwrite contradict each other: pass one of them")
+    if not (os.path.isdir(workdir) and os.listdir(workdir)) or overwrite:
+        if resume:
+            raise WorkdirError(f"--resume given but {workdir!r} has no checkpoints to resume from")
+        return False
+    if not os.path.exists(os.path.join(workdir, RUN_FILE)):
+        raise WorkdirError(
+            f"workdir {workdir!r} is not empty and holds no genjax-models run: choose another "
+            "--workdir, or pass --overwrite (its contents are moved to a .bak- directory)"
+        )
+    difference = _first_difference(read_run(workdir)["identity"], identity)
+    if difference:
+        raise WorkdirError(
+            f"workdir {workdir!r} holds a different run ({difference}): choose another "
+            "--workdir, or pass --overwrite (the old run is moved to a .bak- directory)"
+        )
+    if _has_checkpoints(workdir):
+        if not resume:
+            raise WorkdirError(
+                f"workdir {workdir!r} already has checkpoints of this run: pass --resume to "
+                "continue it, or --overwrite to start again (the old run is moved aside)"
+            )
+        return True
+    if resume:
+        raise WorkdirError(f"--resume given but {workdir!r} has no checkpoints to resume from")
+    return False
+
+
+def prepare_workdir(
+    workdir: str,
+    identity: dict[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+    info: dict[str, Any] | None = None,
+) -> tuple[bool, str | None]:
+    """Makes ``workdir`` ready for the run described by ``identity`` (a JSON-able dict).
+
+    ``info`` holds facts that do not define the run (e.g. the data_dir), stored in ``run.json``.
+    Returns ``(resuming, backup)``: ``backup`` is where an overwritten old run was moved, or None.
+    Raises :class:`WorkdirError` (see :func:`check_workdir`) for a conflicting directory.
+    """
+    resuming = check_workdir(workdir, identity, resume=resume, overwrite=overwrite)
+    backup = None
+    if overwrite and os.path.isdir(workdir) and os.listdir(workdir):
+        backup = _move_aside(workdir)
+    if not resuming:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, RUN_FILE), "w") as f:
+            json.dump({"identity": identity, "info": info or {}}, f, indent=2, sort_keys=True)
+    return resuming, backup
