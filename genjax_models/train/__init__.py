@@ -1,6 +1,6 @@
 """Training: states, pure steps, checkpoints, the loop and ready-made runs."""
 
-from genjax_models.train.checkpoint import CheckpointError, Checkpointer
+from genjax_models.train.checkpoint import Checkpointer, CheckpointError
 from genjax_models.train.classifier_run import load_classifier, train_classifier
 from genjax_models.train.evaluation import evaluate_gan
 from genjax_models.train.gan_run import generate_images, load_gan, sample_gan, train_gan

@@ -21,6 +21,8 @@ from genjax_models.train.steps import jit_step, make_gan_step
 from genjax_models.train.workdir import check_workdir
 
 NUM_FIXED_SAMPLES = 64
+GAN_OPTIM = OptimConfig()
+"""Adam(lr 2e-4, b1 0.5) for both players, as in the DCGAN paper."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +84,8 @@ def train_gan(
     config: GANConfig,
     train: TrainConfig,
     *,
-    g_optim: OptimConfig = OptimConfig(),
-    d_optim: OptimConfig = OptimConfig(),
+    g_optim: OptimConfig = GAN_OPTIM,
+    d_optim: OptimConfig = GAN_OPTIM,
     dataset: str = "digits",
     data_dir: str | None = None,
     resume: bool = False,

@@ -10,7 +10,7 @@ import jax
 import optax
 
 from genjax_models.configs import OptimConfig, TrainConfig, to_dict
-from genjax_models.train.checkpoint import CheckpointError, Checkpointer
+from genjax_models.train.checkpoint import Checkpointer, CheckpointError
 from genjax_models.train.loop import BatchSource, run_loop
 from genjax_models.train.workdir import CHECKPOINT_SUBDIR, prepare_workdir, read_run
 

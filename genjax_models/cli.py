@@ -1,0 +1,182 @@
+"""Command line: ``genjax-models train|sample|eval ...``.
+
+Every user error (a bad flag or value, a missing dataset, a conflicting workdir, a missing
+checkpoint) is reported as one line ``genjax-models: error: ...`` with exit status 2, before any
+compilation or training starts. Set ``GENJAX_MODELS_DEBUG=1`` to get the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from genjax_models import __version__
+from genjax_models.configs import ClassifierConfig, GANConfig, TrainConfig, override
+
+# Channels of common image datasets; others take --set channels=N.
+DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "emnist": 1, "kmnist": 1}
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A user error to report in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_train_flags(parser: argparse.ArgumentParser, *, steps: int) -> None:
+    parser.add_argument(
+        "--dataset", default="digits", help="TFDS image dataset (default: digits, offline)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="TFDS data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    )
+    parser.add_argument(
+        "--workdir", required=True, help="run directory (checkpoints, metrics, samples)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=steps, help=f"training steps (default {steps})"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--log-every", type=int, default=50, help="steps between metric logs")
+    parser.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=500, help="steps between checkpoints"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --workdir")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again: the old workdir is moved to DIR.bak-<time>",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model config field, e.g. --set base_width=32 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``genjax-models`` argument parser."""
+    parser = _Parser(prog="genjax-models", description="Train, sample and evaluate genjax_models.")
+    parser.add_argument("--version", action="version", version=f"genjax-models {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a model").add_subparsers(
+        dest="model", required=True, parser_class=_Parser
+    )
+    gan = train.add_parser("gan", help="DCGAN on an image dataset")
+    _add_train_flags(gan, steps=2000)
+    gan.add_argument("--loss", choices=["non_saturating", "minimax", "hinge"], default=None)
+    classifier = train.add_parser("classifier", help="CNN classifier p(y|x)")
+    _add_train_flags(classifier, steps=1500)
+
+    sample = commands.add_parser("sample", help="write a grid of samples").add_subparsers(
+        dest="model", required=True, parser_class=_Parser
+    )
+    sample_gan = sample.add_parser("gan", help="sample the latest GAN checkpoint")
+    sample_gan.add_argument("--workdir", required=True)
+    sample_gan.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
+    sample_gan.add_argument("--out", default="samples.png", help="PNG path (default samples.png)")
+    sample_gan.add_argument("--seed", type=int, default=0)
+    sample_gan.add_argument("--no-ema", action="store_true", help="use raw G params, not the EMA")
+
+    evaluate = commands.add_parser("eval", help="evaluate a run").add_subparsers(
+        dest="model", required=True, parser_class=_Parser
+    )
+    eval_gan = evaluate.add_parser("gan", help="Frechet distance and recognisable rate")
+    eval_gan.add_argument("--workdir", required=True)
+    eval_gan.add_argument("--num-samples", type=int, default=1000)
+    eval_gan.add_argument("--seed", type=int, default=0)
+    eval_gan.add_argument("--data-dir", default=None)
+    eval_gan.add_argument(
+        "--classifier-workdir",
+        default=None,
+        help="classifier run (default: WORKDIR/eval_classifier, trained on first use)",
+    )
+    return parser
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        log_every=args.log_every,
+        sample_every=args.sample_every,
+        checkpoint_every=args.checkpoint_every,
+        workdir=args.workdir,
+    )
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from genjax_models.train import train_classifier, train_gan
+
+    train = _train_config(args)
+    channels = DATASET_CHANNELS.get(args.dataset, 3)
+    common = dict(
+        dataset=args.dataset, data_dir=args.data_dir, resume=args.resume, overwrite=args.overwrite
+    )
+    if args.model == "gan":
+        config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
+        train_gan(override(config, args.set), train, **common)
+    else:
+        config = override(ClassifierConfig(channels=channels), args.set)
+        train_classifier(config, train, **common)
+    print(f"genjax-models: done; outputs in {train.workdir}")
+
+
+def _run_sample(args: argparse.Namespace) -> None:
+    from genjax_models.train import sample_gan
+    from genjax_models.train.images import save_image_grid
+
+    images = sample_gan(args.workdir, args.num, args.seed, use_ema=not args.no_ema)
+    print(f"genjax-models: wrote {save_image_grid(images, args.out)}")
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    from genjax_models.train import evaluate_gan
+
+    result = evaluate_gan(
+        args.workdir,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        classifier_workdir=args.classifier_workdir,
+        data_dir=args.data_dir,
+    )
+    print(json.dumps(result, indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``genjax-models`` console script; returns the exit status."""
+    from genjax_models.train.loop import TrainingInterrupted
+
+    try:
+        args = build_parser().parse_args(argv)
+        {"train": _run_train, "sample": _run_sample, "eval": _run_eval}[args.command](args)
+    except TrainingInterrupted as stop:
+        print(f"genjax-models: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, ValueError, FileNotFoundError) as err:
+        if os.environ.get("GENJAX_MODELS_DEBUG"):
+            raise
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"genjax-models: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""GAN losses against hand-computed values; D's probability is sigmoid(logit) in (0, 1)."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
+
+REAL = jnp.array([2.0, -1.0])
+FAKE = jnp.array([0.5, -3.0])
+
+
+def _log_sigmoid(x: float) -> float:
+    return math.log(1.0 / (1.0 + math.exp(-x)))
+
+
+def test_discriminator_loss_matches_hand_computed_bce() -> None:
+    expected = (
+        -(_log_sigmoid(2.0) + _log_sigmoid(-1.0)) / 2 - (_log_sigmoid(-0.5) + _log_sigmoid(3.0)) / 2
+    )
+    for kind in ("non_saturating", "minimax"):
+        assert float(discriminator_loss(kind, REAL, FAKE)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_generator_losses_match_hand_computed_values() -> None:
+    non_saturating = -(_log_sigmoid(0.5) + _log_sigmoid(-3.0)) / 2
+    minimax = (_log_sigmoid(-0.5) + _log_sigmoid(3.0)) / 2  # mean log(1 - D(G(z)))
+    assert float(generator_loss("non_saturating", FAKE)) == pytest.approx(non_saturating, rel=1e-6)
+    assert float(generator_loss("minimax", FAKE)) == pytest.approx(minimax, rel=1e-6)
+    assert float(generator_loss("hinge", FAKE)) == pytest.approx(1.25, rel=1e-6)
+
+
+def test_hinge_discriminator_loss_matches_hand_computed_value() -> None:
+    # relu(1 - [2, -1]) = [0, 2] -> 1.0; relu(1 + [0.5, -3]) = [1.5, 0] -> 0.75
+    assert float(discriminator_loss("hinge", REAL, FAKE)) == pytest.approx(1.75, rel=1e-6)
+
+
+def test_losses_are_finite_for_extreme_logits() -> None:
+    big = jnp.array([1e4, -1e4])
+    for kind in ("non_saturating", "minimax", "hinge"):
+        assert np.isfinite(float(discriminator_loss(kind, big, -big)))
+        assert np.isfinite(float(generator_loss(kind, big)))
+    # A confident, correct discriminator has (almost) zero loss, not NaN.
+    assert float(discriminator_loss("non_saturating", jnp.array([1e4]), jnp.array([-1e4]))) == 0.0
+
+
+def test_unknown_loss_kind_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="loss='wasserstein'.*non_saturating"):
+        generator_loss("wasserstein", FAKE)
+
+
+def test_classification_loss_is_mean_cross_entropy() -> None:
+    logits = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+    labels = jnp.array([0, 0])
+    expected = (-math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(1 / (1 + math.e))) / 2
+    assert float(classification_loss(logits, labels)) == pytest.approx(expected, rel=1e-6)
