@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="classifier run (default: WORKDIR/eval_classifier, trained on first use)",
     )
+    eval_gan.add_argument(
+        "--classifier-steps", type=int, default=1000, help="steps when training that classifier"
+    )
     return parser
 
 
@@ -154,6 +157,7 @@ def _run_eval(args: argparse.Namespace) -> None:
         num_samples=args.num_samples,
         seed=args.seed,
         classifier_workdir=args.classifier_workdir,
+        classifier_steps=args.classifier_steps,
         data_dir=args.data_dir,
     )
     print(json.dumps(result, indent=2))
@@ -169,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as stop:
         print(f"genjax-models: {stop}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UsageError, ValueError, FileNotFoundError) as err:
+    except (UsageError, ValueError, FileNotFoundError, ImportError) as err:
         if os.environ.get("GENJAX_MODELS_DEBUG"):
             raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__

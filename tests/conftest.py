@@ -45,3 +45,44 @@ def read_digits_splits(data_dir: Path) -> dict[str, dict[str, np.ndarray]]:
         split: tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
         for split in ("train", "test")
     }
+
+
+TINY_GAN_FLAGS = (
+    "--set", "latent_dim=16",
+    "--set", "base_width=8",
+    "--set", "image_size=16",
+    "--batch-size", "16",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cli(digits_data_dir: Path) -> Callable[..., Any]:
+    """Runs ``genjax-models ARGS`` in a fresh process with the session's digits data_dir.
+
+    Returns the ``subprocess.CompletedProcess`` (text stdout/stderr). ``--data-dir`` is appended
+    for ``train`` commands.
+    """
+    import os
+    import subprocess
+    import sys
+
+    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        argv = list(args)
+        if argv and argv[0] == "train":
+            argv += ["--data-dir", str(digits_data_dir)]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        return subprocess.run(
+            [sys.executable, "-m", "genjax_models.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_flags() -> tuple[str, ...]:
+    """CLI flags for a DCGAN small enough to train in seconds (16x16 digits, width 8)."""
+    return TINY_GAN_FLAGS

@@ -276,9 +276,16 @@ class EpochBatcher:
             step += 1
 
 
+def _quiet_tf_logs() -> None:
+    # oneDNN's numerics notice ignores TF_CPP_MIN_LOG_LEVEL; TF only reads data here, so
+    # turning its oneDNN custom ops off costs nothing.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def _import_tf() -> Any:
     """Imports TensorFlow quietly and hides GPUs from it (they belong to JAX)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _quiet_tf_logs()
     try:
         import tensorflow as tf
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -293,6 +300,7 @@ def _import_tf() -> Any:
 
 
 def _import_tfds() -> Any:
+    _quiet_tf_logs()
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:  # pragma: no cover - depends on the environment

@@ -34,6 +34,7 @@ class ClassifierRun:
     config: ClassifierConfig
     identity: dict[str, Any]
     info: dict[str, Any]
+    workdir: str
 
 
 def _init_state(config: ClassifierConfig, optim: OptimConfig, seed: int) -> TrainState:
@@ -146,4 +147,6 @@ def load_classifier(workdir: str) -> ClassifierRun:
 
     state, run = restore_run(workdir, "classifier", build)
     model = make_classifier(holder["config"])
-    return ClassifierRun(model, state, holder["config"], run["identity"], run.get("info", {}))
+    return ClassifierRun(
+        model, state, holder["config"], run["identity"], run.get("info", {}), workdir
+    )

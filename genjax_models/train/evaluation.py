@@ -23,7 +23,7 @@ from genjax_models.train.gan_run import GANRun, generate_images, load_gan
 from genjax_models.train.workdir import RUN_FILE
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"
-EVAL_CLASSIFIER_STEPS = 1500
+EVAL_CLASSIFIER_STEPS = 1000
 
 
 def ensure_eval_classifier(
@@ -33,25 +33,33 @@ def ensure_eval_classifier(
     workdir: str,
     *,
     data_dir: str | None = None,
+    steps: int = EVAL_CLASSIFIER_STEPS,
     log: Callable[[str], None] = print,
 ):
-    """Loads the classifier run in ``workdir``, training it first when there is none."""
+    """Loads the classifier run in ``workdir``, training it for ``steps`` first when there is none."""
     if not os.path.exists(os.path.join(workdir, RUN_FILE)):
         log(f"genjax-models: training the evaluation classifier into {workdir}")
         config = ClassifierConfig(
             num_classes=num_classes, image_size=image_shape[0], channels=image_shape[2]
         )
         train = TrainConfig(
-            steps=EVAL_CLASSIFIER_STEPS,
+            steps=steps,
             batch_size=64,
             seed=0,
             log_every=100,
-            sample_every=EVAL_CLASSIFIER_STEPS,
-            checkpoint_every=EVAL_CLASSIFIER_STEPS,
+            sample_every=steps,
+            checkpoint_every=steps,
             workdir=workdir,
         )
         train_classifier(config, train, dataset=dataset, data_dir=data_dir, log=log)
     return load_classifier(workdir)
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 def gan_quality(
@@ -89,13 +97,14 @@ def evaluate_gan(
     num_samples: int = 1000,
     seed: int = 0,
     classifier_workdir: str | None = None,
+    classifier_steps: int = EVAL_CLASSIFIER_STEPS,
     data_dir: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Evaluates the latest checkpoint in ``workdir`` and writes ``DIR/eval.json``.
 
     The classifier comes from ``classifier_workdir`` (default ``DIR/eval_classifier``, trained on
-    first use). Also reports the Frechet distance between real train and test images as the
+    first use, for ``classifier_steps``). Also reports the Frechet distance between real train and test images as the
     floor a perfect generator would reach.
     """
     from genjax_models.data import load_image_dataset
@@ -115,8 +124,10 @@ def evaluate_gan(
         test.num_classes or 10,
         classifier_workdir or os.path.join(workdir, EVAL_CLASSIFIER_SUBDIR),
         data_dir=data_dir,
+        steps=classifier_steps,
         log=log,
     )
+    classifier_result = _read_json(os.path.join(classifier.workdir, "test_metrics.json"))
     quality = gan_quality(run, classifier, test.images, num_samples=num_samples, seed=seed)
     _, train_features = classify(classifier.model, classifier.state, train.images)
     _, test_features = classify(classifier.model, classifier.state, test.images)
@@ -126,6 +137,7 @@ def evaluate_gan(
         "num_samples": num_samples,
         **quality,
         "real_train_vs_test_frechet_distance": frechet_distance(train_features, test_features),
+        "classifier_test_accuracy": classifier_result.get("test_accuracy"),
     }
     with open(os.path.join(workdir, "eval.json"), "w") as f:
         json.dump(result, f, indent=2)

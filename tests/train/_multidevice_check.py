@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -77,11 +76,9 @@ def run_all(make_step, single_models, multi_models, state, batch, fields) -> dic
 
     def run(step_fn, state, batch, place_rng=lambda k: k):
         metrics = None
-        start = time.perf_counter()
         for key in keys:
             state, metrics = step_fn(state, batch, place_rng(key))
         jax.block_until_ready((state, metrics))
-        print(step_fn, time.perf_counter() - start, file=sys.stderr)
         return state, metrics
 
     results = {}

@@ -49,7 +49,8 @@ def _copy(state):
 
 def _changed(before, after) -> bool:
     return any(
-        not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True)
     )
 
 

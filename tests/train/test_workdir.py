@@ -1,0 +1,71 @@
+"""A workdir holds one run: conflicts are refused, overwrites move the old run aside."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genjax_models.train.workdir import WorkdirError, check_workdir, prepare_workdir
+
+IDENTITY = {"kind": "gan", "dataset": "digits", "model": {"base_width": 8}, "seed": 0}
+
+
+def _with_checkpoint(workdir: Path) -> None:
+    (workdir / "checkpoints" / "10").mkdir(parents=True)
+
+
+def test_new_workdir_records_the_run(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    assert prepare_workdir(str(workdir), IDENTITY, resume=False, overwrite=False) == (False, None)
+    saved = json.loads((workdir / "run.json").read_text())
+    assert saved["identity"] == IDENTITY
+
+
+def test_different_config_is_refused_naming_the_difference(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    prepare_workdir(str(workdir), IDENTITY, resume=False, overwrite=False)
+    other = {**IDENTITY, "model": {"base_width": 16}}
+    with pytest.raises(WorkdirError, match="model.base_width: saved 8, requested 16.*--overwrite"):
+        check_workdir(str(workdir), other, resume=True, overwrite=False)
+
+
+def test_existing_checkpoints_need_resume(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    prepare_workdir(str(workdir), IDENTITY, resume=False, overwrite=False)
+    _with_checkpoint(workdir)
+    with pytest.raises(WorkdirError, match="already has checkpoints.*--resume"):
+        check_workdir(str(workdir), IDENTITY, resume=False, overwrite=False)
+    assert check_workdir(str(workdir), IDENTITY, resume=True, overwrite=False) is True
+
+
+def test_overwrite_moves_the_old_run_aside_and_loses_nothing(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    prepare_workdir(str(workdir), IDENTITY, resume=False, overwrite=False)
+    _with_checkpoint(workdir)
+    other = {**IDENTITY, "seed": 1}
+    resuming, backup = prepare_workdir(str(workdir), other, resume=False, overwrite=True)
+    assert not resuming and backup is not None
+    assert (Path(backup) / "checkpoints" / "10").is_dir()
+    assert json.loads((Path(backup) / "run.json").read_text())["identity"] == IDENTITY
+    assert json.loads((workdir / "run.json").read_text())["identity"] == other
+
+
+@pytest.mark.parametrize(
+    "setup,kwargs,message",
+    [
+        ("empty", {"resume": True, "overwrite": False}, "no checkpoints to resume"),
+        ("foreign", {"resume": False, "overwrite": False}, "holds no genjax-models run"),
+        ("empty", {"resume": True, "overwrite": True}, "contradict"),
+    ],
+)
+def test_bad_workdir_requests_are_clear_errors(tmp_path: Path, setup, kwargs, message) -> None:
+    workdir = tmp_path / "run"
+    if setup == "foreign":
+        workdir.mkdir()
+        (workdir / "notes.txt").write_text("mine")
+    with pytest.raises(WorkdirError, match=message):
+        check_workdir(str(workdir), IDENTITY, **kwargs)
+    if setup == "foreign":
+        assert (workdir / "notes.txt").read_text() == "mine"
