@@ -68,7 +68,7 @@ def cli(digits_data_dir: Path) -> Callable[..., Any]:
 
     def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         argv = list(args)
-        if argv and argv[0] == "train":
+        if argv and argv[0] == "train" and "--data-dir" not in argv:
             argv += ["--data-dir", str(digits_data_dir)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         return subprocess.run(

@@ -1,0 +1,104 @@
+"""The CLI end to end: train, sample, eval; user errors are one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from genjax_models.cli import main
+
+
+def _assert_one_line_error(done, *needles: str) -> None:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("genjax-models: error: ")
+    for needle in needles:
+        assert needle in last
+
+
+@pytest.mark.slow
+def test_train_then_sample_then_eval(cli, tiny_gan_flags, tmp_path: Path) -> None:
+    workdir = tmp_path / "gan"
+    flags = [*tiny_gan_flags, "--log-every", "2", "--sample-every", "4", "--checkpoint-every", "4"]
+    done = cli("train", "gan", "--workdir", str(workdir), "--steps", "8", *flags)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (workdir / "samples").iterdir()) == [
+        "step_000004.png",
+        "step_000008.png",
+    ]
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 4, 6, 8]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "steps_per_sec"} <= set(rows[-1])
+    assert list((workdir / "tb").iterdir())  # TensorBoard event file
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [
+        "4",
+        "8",
+    ]
+
+    grid = tmp_path / "grid.png"
+    done = cli("sample", "gan", "--workdir", str(workdir), "--num", "9", "--out", str(grid))
+    assert done.returncode == 0, done.stderr
+    # 3x3 tiles of 16 px with 2 px padding, enlarged 2x.
+    assert Image.open(grid).size == (2 * (3 * 18 + 2), 2 * (3 * 18 + 2))
+
+    done = cli(
+        "eval", "gan", "--workdir", str(workdir), "--num-samples", "64", "--classifier-steps", "20"
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((workdir / "eval.json").read_text())
+    assert result["step"] == 8 and result["num_samples"] == 64
+    assert result["frechet_distance"] > 0
+    assert 0.0 <= result["recognisable_rate"] <= 1.0
+    assert json.loads(done.stdout[done.stdout.index("{") :]) == result
+
+    # A conflicting run in the same workdir is refused; --overwrite keeps the old one aside.
+    done = cli("train", "gan", "--workdir", str(workdir), "--steps", "8", "--seed", "1", *flags)
+    _assert_one_line_error(done, "holds a different run", "seed: saved 0, requested 1")
+    done = cli("train", "gan", "--workdir", str(workdir), "--steps", "8", *flags)
+    _assert_one_line_error(done, "already has checkpoints", "--resume")
+    done = cli(
+        "train", "gan", "--workdir", str(workdir), "--steps", "2", "--seed", "1", "--overwrite",
+        *flags,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    backups = list(tmp_path.glob("gan.bak-*"))
+    assert len(backups) == 1 and (backups[0] / "checkpoints" / "8").is_dir()
+
+
+BAD_COMMANDS = [
+    (["train", "gan", "--workdir", "w", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "gan"], "--workdir"),
+    (["train", "gan", "--workdir", "w", "--steps", "ten"], "invalid int value: 'ten'"),
+    (["train", "gan", "--workdir", "w", "--steps", "0"], "TrainConfig.steps=0"),
+    (["train", "gan", "--workdir", "w", "--batch-size", "-2"], "TrainConfig.batch_size=-2"),
+    (["train", "gan", "--workdir", "w", "--loss", "wgan"], "invalid choice: 'wgan'"),
+    (["train", "gan", "--workdir", "w", "--set", "base_widht=3"], "no field 'base_widht'"),
+    (["train", "gan", "--workdir", "w", "--set", "image_size=28"], "image_size=28"),
+    (["train", "gan", "--workdir", "w", "--resume", "--overwrite"], "contradict"),
+    (["train", "vae", "--workdir", "w"], "invalid choice: 'vae'"),
+    (["sample", "gan", "--workdir", "nowhere"], "not a genjax-models run"),
+    (["eval", "gan", "--workdir", "nowhere"], "not a genjax-models run"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", BAD_COMMANDS)
+def test_bad_commands_get_one_line_errors(argv, needle, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("genjax-models: error: ")
+    assert needle in err[0]
+    assert not (tmp_path / "w").exists()  # nothing was created before the error
+
+
+def test_missing_dataset_is_one_line_error_without_network(cli, tmp_path: Path) -> None:
+    done = cli(
+        "train", "gan", "--workdir", str(tmp_path / "w"), "--dataset", "mnist",
+        "--data-dir", str(tmp_path / "empty"),
+    )  # fmt: skip
+    _assert_one_line_error(done, "'mnist' is not prepared", "tfds build mnist")
+    assert not (tmp_path / "w").exists()

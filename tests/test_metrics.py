@@ -1,0 +1,42 @@
+"""Frechet distance and recognisable rate against closed-form values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from genjax_models.metrics import accuracy, frechet_distance, recognisable_rate
+
+
+def test_frechet_distance_matches_scipy_sqrtm_reference() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 6))
+    b = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6)) + 1.5
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    reference = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(
+        cov_a + cov_b - 2 * np.real(scipy.linalg.sqrtm(cov_a @ cov_b))
+    )
+    assert frechet_distance(a, b) == pytest.approx(reference, rel=1e-8)
+
+
+def test_frechet_distance_of_shifted_gaussians_is_the_squared_shift() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(2000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(a, a + np.array([3.0, 0.0, 4.0])) == pytest.approx(25.0, rel=1e-9)
+
+
+def test_frechet_distance_is_finite_for_degenerate_features() -> None:
+    zeros = np.zeros((50, 4))  # e.g. dead ReLU features of an untrained generator
+    rng = np.random.default_rng(2)
+    value = frechet_distance(zeros, rng.normal(size=(50, 4)))
+    assert np.isfinite(value) and value > 0
+    with pytest.raises(ValueError, match="equal dim"):
+        frechet_distance(zeros, np.zeros((50, 3)))
+
+
+def test_recognisable_rate_and_accuracy() -> None:
+    probs = np.array([[0.95, 0.05], [0.6, 0.4], [0.02, 0.98], [0.5, 0.5]])
+    assert recognisable_rate(probs, threshold=0.9) == 0.5
+    assert accuracy(np.log(probs), np.array([0, 1, 1, 0])) == 0.75
