@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(gan, steps=2000)
     gan.add_argument("--loss", choices=["non_saturating", "minimax", "hinge"], default=None)
     classifier = train.add_parser("classifier", help="CNN classifier p(y|x)")
-    _add_train_flags(classifier, steps=1500)
+    _add_train_flags(classifier, steps=1000)
 
     sample = commands.add_parser("sample", help="write a grid of samples").add_subparsers(
         dest="model", required=True, parser_class=_Parser
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="classifier run (default: WORKDIR/eval_classifier, trained on first use)",
     )
     eval_gan.add_argument(
-        "--classifier-steps", type=int, default=1000, help="steps when training that classifier"
+        "--classifier-steps", type=int, default=600, help="steps when training that classifier"
     )
     return parser
 

@@ -91,7 +91,7 @@ class ClassifierConfig:
     num_classes: int = 10
     image_size: int = 32
     channels: int = 1
-    width: int = 32
+    width: int = 16
     feature_dim: int = 64
     dtype: str = "float32"
 

@@ -18,7 +18,7 @@ from genjax_models.configs import ClassifierConfig
 class CNNClassifier(nn.Module):
     """``x: float32[batch, S, S, C]`` in [-1, 1] -> logits ``float32[batch, num_classes]``.
 
-    Two (conv 3x3, ReLU, conv 3x3 stride 2, ReLU) stages, global average pooling, a dense layer of
+    Two (conv 3x3, ReLU, conv 3x3 stride 2, ReLU) stages, flatten (keeping where the strokes are), a dense layer of
     ``feature_dim`` units (ReLU) and a linear read-out. With ``return_features=True`` it returns
     ``(logits, features)`` where ``features: float32[batch, feature_dim]``.
     """
@@ -38,7 +38,7 @@ class CNNClassifier(nn.Module):
             width = self.width * 2**stage
             x = nn.relu(nn.Conv(width, (3, 3), dtype=self.dtype)(x))
             x = nn.relu(nn.Conv(width, (3, 3), strides=(2, 2), dtype=self.dtype)(x))
-        x = jnp.mean(x, axis=(1, 2))  # (B, 2 * width)
+        x = x.reshape(x.shape[0], -1)  # (B, S/4 * S/4 * 2 * width)
         features = nn.relu(nn.Dense(self.feature_dim, dtype=self.dtype)(x)).astype(jnp.float32)
         logits = nn.Dense(self.num_classes, dtype=self.dtype)(features).astype(jnp.float32)
         return (logits, features) if return_features else logits

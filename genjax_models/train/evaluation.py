@@ -23,7 +23,7 @@ from genjax_models.train.gan_run import GANRun, generate_images, load_gan
 from genjax_models.train.workdir import RUN_FILE
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"
-EVAL_CLASSIFIER_STEPS = 1000
+EVAL_CLASSIFIER_STEPS = 600
 
 
 def ensure_eval_classifier(

@@ -1,17 +1,32 @@
 """Runs the GAN and classifier steps on 8 simulated CPU devices and on one device.
 
-Run by ``test_steps_multidevice.py`` in a subprocess, because the device count must be set
-(``XLA_FLAGS=--xla_force_host_platform_device_count=8``) before JAX is imported:
+Run by ``test_steps_multidevice.py`` in subprocesses (one per model, side by side), because the
+device count has to be set before JAX is imported (this script sets it when the caller has not):
 
-    python tests/train/_multidevice_check.py OUT_DIR
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
+        python tests/train/_multidevice_check.py OUT_DIR [gan] [classifier]
 
-For each model (``gan``, ``classifier``) and each way of running it (``reference``: ``jax.jit`` on
-one device with ``axis_name=None``; ``shard_map``; ``pmap``; ``jit_sharded``: ``jax.jit`` with the
-batch sharded over the mesh; ``one_shard``: the reference step on the first device's B/8 examples
-only, a control that must differ) it takes two steps from the same initial state, with the same
-global batch and the same per-step keys, and writes the flattened new state and metrics to
-``OUT_DIR/{model}_{mode}.npz`` (``pmap`` leaves keep their leading device axis). It prints one JSON
-line: the device count and the max abs difference to the reference per model, mode and field.
+For each model (``gan``, ``classifier``) and each way of running the step it takes ``STEPS`` steps
+from the same initial state with the same global batch and the same per-step keys:
+
+- ``reference``: ``jax.jit(step)`` on one device, ``axis_name=None``, on the whole batch;
+- ``shard_map``: ``jax.shard_map(partial(step, axis_name="data"), ...)`` over an 8-device mesh,
+  the batch placed on the mesh with ``P("data")`` and the state replicated;
+- ``pmap``: ``jax.pmap(partial(step, axis_name="data"), axis_name="data")`` with the state and the
+  keys given a leading device axis by broadcasting and the batch reshaped to ``[8, B/8, ...]``;
+- ``jit_sharded``: ``jax.jit(step)`` with ``axis_name=None`` and the batch sharded over the mesh
+  (XLA inserts the collectives);
+- ``one_shard``: the reference step on the first device's ``B/8`` examples only. A control: it is
+  what a device computes without collectives, so it must *not* match the reference.
+
+The GAN's ``shard_map``/``pmap`` steps use ``make_dcgan(cfg, batch_norm_axis_name="data")``
+(cross-replica BatchNorm); the others use ``make_dcgan(cfg)``. All start from one state.
+
+Every leaf of the new state (parameters, BatchNorm statistics, EMA generator, optimizer states,
+step, rng) and of the metrics of the last step is written to ``OUT_DIR/{model}_{mode}.npz``, keyed
+by its path (``g_params['Dense_0']['kernel']``, ``metrics['d_loss']``); ``pmap`` leaves keep their
+leading device axis. The last stdout line is a JSON object: ``device_count`` and ``max_abs_diff``,
+the max abs difference to the reference per model, mode and state field or metric.
 """
 
 from __future__ import annotations
@@ -23,16 +38,15 @@ from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from genjax_models.configs import GANConfig  # noqa: E402
@@ -45,44 +59,47 @@ NUM_DEVICES = 8
 BATCH = 16
 STEPS = 2
 AXIS = "data"
+MODES = ("reference", "shard_map", "pmap", "jit_sharded", "one_shard")
 GAN_CONFIG = GANConfig(latent_dim=8, base_width=8, image_size=16, channels=1)
-GAN_FIELDS = ("g_params", "d_params", "ema_g_params", "g_batch_stats", "d_batch_stats")
-CLASSIFIER_FIELDS = ("params", "batch_stats")
-MODES = ("shard_map", "pmap", "jit_sharded", "one_shard")
+IMAGE_SHAPE = (16, 16, 1)
+INIT_SEED, DATA_SEED, STEP_SEED = 0, 1, 7
 
 
-def flatten(state, metrics, fields) -> dict[str, np.ndarray]:
-    """``{"field/keypath": array}`` for the compared state fields, the whole state and metrics."""
+def flatten(state, metrics) -> dict[str, np.ndarray]:
+    """``{key path: array}`` for every leaf of ``state`` and of ``metrics``."""
     out = {}
-    for field in fields:
-        for path, leaf in jax.tree_util.tree_leaves_with_path(getattr(state, field)):
-            out[field + jax.tree_util.keystr(path)] = np.asarray(leaf)
     for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        name = "state" + jax.tree_util.keystr(path)
-        if not any(name.startswith(f"state.{f}") for f in fields):
-            out[name] = np.asarray(leaf)  # step, rng, optimizer states
+        out[jax.tree_util.keystr(path).removeprefix(".")] = np.asarray(leaf)
     for name, value in metrics.items():
-        out[f"metrics/{name}"] = np.asarray(value)
+        out[f"metrics[{name!r}]"] = np.asarray(value)
     return out
 
 
-def run_all(make_step, single_models, multi_models, state, batch, fields) -> dict[str, dict]:
-    """The flattened result of ``STEPS`` steps per mode, starting from ``state``."""
+def field_of(name: str) -> str:
+    """``"g_params['Dense_0']['kernel']"`` -> ``"g_params"``; metrics keep their own name."""
+    return name if name.startswith("metrics[") else name.split("[")[0].split(".")[0]
+
+
+def run_all(make_step, single_models, multi_models, state, batch) -> dict[str, dict]:
+    """``{mode: flattened (state, metrics) after STEPS steps}``, all from ``state`` and ``batch``."""
     mesh = jax.make_mesh((NUM_DEVICES,), (AXIS,))
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
-    keys = [jax.random.fold_in(jax.random.key_data(jax.random.key(7)), i) for i in range(STEPS)]
-    single_step = make_step(*single_models)
-    multi_step = make_step(*multi_models)
+    # pmap returns arrays sharded over a plain mesh of the local devices; placing its inputs that
+    # way up front (same values) spares a second compilation and an eager slice of every leaf.
+    pmap_sharded = NamedSharding(Mesh(np.array(jax.local_devices()), (AXIS,)), P(AXIS))
+    keys = [np.asarray(jax.random.fold_in(jax.random.PRNGKey(STEP_SEED), i)) for i in range(STEPS)]
+    single_step, multi_step = make_step(*single_models), make_step(*multi_models)
 
-    def run(step_fn, state, batch, place_rng=lambda k: k):
+    def run(step_fn, state, batch, place_key=lambda key: key):
         metrics = None
         for key in keys:
-            state, metrics = step_fn(state, batch, place_rng(key))
-        jax.block_until_ready((state, metrics))
+            state, metrics = step_fn(state, batch, place_key(key))
         return state, metrics
 
-    results = {}
-    results["reference"] = run(jax.jit(single_step), state, batch)
+    def stack(tree):
+        """A leading device axis by broadcasting (static pytree fields, e.g. ``tx``, are kept)."""
+        stacked = jax.tree.map(lambda x: np.broadcast_to(x, (NUM_DEVICES, *np.shape(x))), tree)
+        return jax.device_put(stacked, pmap_sharded)
 
     shard_mapped = jax.jit(
         jax.shard_map(
@@ -92,89 +109,82 @@ def run_all(make_step, single_models, multi_models, state, batch, fields) -> dic
             out_specs=(P(), P()),
         )
     )
-    results["shard_map"] = run(
-        shard_mapped, jax.device_put(state, replicated), jax.device_put(batch, sharded)
-    )
-
-    def stack(tree):
-        return jax.tree.map(lambda x: jnp.broadcast_to(x, (NUM_DEVICES, *x.shape)), tree)
-
     pmapped = jax.pmap(partial(multi_step, axis_name=AXIS), axis_name=AXIS)
-    results["pmap"] = run(
-        pmapped,
-        stack(state),
-        jax.tree.map(lambda x: x.reshape(NUM_DEVICES, -1, *x.shape[1:]), batch),
-        place_rng=stack,
-    )
-
-    results["jit_sharded"] = run(
-        jax.jit(single_step), jax.device_put(state, replicated), jax.device_put(batch, sharded)
-    )
-    one_shard = jax.tree.map(lambda x: x[: BATCH // NUM_DEVICES], batch)
-    results["one_shard"] = run(jax.jit(single_step), state, one_shard)
-    return {mode: flatten(*result, fields) for mode, result in results.items()}
+    per_device_batch = jax.tree.map(lambda x: x.reshape(NUM_DEVICES, -1, *x.shape[1:]), batch)
+    first_shard = jax.tree.map(lambda x: x[: BATCH // NUM_DEVICES], batch)
+    results = {
+        "reference": run(jax.jit(single_step), state, batch),
+        "shard_map": run(
+            shard_mapped, jax.device_put(state, replicated), jax.device_put(batch, sharded)
+        ),
+        "pmap": run(
+            pmapped,
+            stack(jax.device_get(state)),
+            jax.device_put(per_device_batch, pmap_sharded),
+            place_key=stack,
+        ),
+        "jit_sharded": run(
+            jax.jit(single_step), jax.device_put(state, replicated), jax.device_put(batch, sharded)
+        ),
+        "one_shard": run(jax.jit(single_step), state, first_shard),
+    }
+    return {mode: flatten(*results[mode]) for mode in MODES}
 
 
 def gan_results() -> dict[str, dict]:
     cfg = GAN_CONFIG
     single, multi = make_dcgan(cfg), make_dcgan(cfg, batch_norm_axis_name=AXIS)
-    state = init_gan_state(
-        jax.random.PRNGKey(0),
-        *single,
-        optax.adam(2e-4, b1=0.5),
-        optax.adam(2e-4, b1=0.5),
-        cfg.image_shape,
-    )
-    images = jax.random.uniform(
-        jax.random.PRNGKey(1), (BATCH, *cfg.image_shape), jnp.float32, -1.0, 1.0
-    )
+    tx = optax.adam(2e-4, b1=0.5)
+    state = init_gan_state(jax.random.PRNGKey(INIT_SEED), *single, tx, tx, cfg.image_shape)
+    images = np.random.default_rng(DATA_SEED).uniform(-1.0, 1.0, (BATCH, *cfg.image_shape))
+    batch = {"image": images.astype(np.float32)}
 
     def make_step(generator, discriminator):
         return make_gan_step(
-            generator, discriminator, loss=cfg.loss, n_critic=1, ema_decay=cfg.ema_decay
+            generator, discriminator, loss=cfg.loss, n_critic=cfg.n_critic, ema_decay=cfg.ema_decay
         )
 
-    return run_all(make_step, single, multi, state, {"image": images}, GAN_FIELDS)
+    return run_all(make_step, single, multi, state, batch)
 
 
 def classifier_results() -> dict[str, dict]:
     model = CNNClassifier(num_classes=10, width=8, feature_dim=16)
-    image_shape = (16, 16, 1)
-    state = init_train_state(
-        jax.random.PRNGKey(0), model, optax.adam(1e-3), jnp.zeros((1, *image_shape))
-    )
-    image_key, label_key = jax.random.split(jax.random.PRNGKey(1))
+    example = np.zeros((1, *IMAGE_SHAPE), np.float32)
+    state = init_train_state(jax.random.PRNGKey(INIT_SEED), model, optax.adam(1e-3), example)
+    rng = np.random.default_rng(DATA_SEED)
     batch = {
-        "image": jax.random.uniform(image_key, (BATCH, *image_shape), jnp.float32, -1.0, 1.0),
-        "label": jax.random.randint(label_key, (BATCH,), 0, 10, jnp.int32),
+        "image": rng.uniform(-1.0, 1.0, (BATCH, *IMAGE_SHAPE)).astype(np.float32),
+        "label": rng.integers(0, 10, BATCH).astype(np.int32),
     }
-    return run_all(
-        lambda m: make_classifier_step(m), (model,), (model,), state, batch, CLASSIFIER_FIELDS
-    )
+    return run_all(make_classifier_step, (model,), (model,), state, batch)
 
 
 def max_abs_diffs(result: dict, reference: dict) -> dict[str, float]:
-    """Max abs difference to the reference per top-level field (``pmap``: over all replicas)."""
+    """Max abs difference to the reference per field (``pmap``: over all replicas)."""
     diffs: dict[str, float] = {}
     for name, ref in reference.items():
-        value = result[name]
-        diff = np.abs(value.astype(np.float64) - ref.astype(np.float64))
-        group = name.split("[")[0]
-        diffs[group] = max(diffs.get(group, 0.0), float(diff.max()) if diff.size else 0.0)
+        diff = np.abs(result[name].astype(np.float64) - ref.astype(np.float64))
+        field = field_of(name)
+        diffs[field] = max(diffs.get(field, 0.0), float(diff.max()) if diff.size else 0.0)
     return diffs
 
 
 def main() -> None:
     out_dir = Path(sys.argv[1])
+    models = sys.argv[2:] or list(RUNS)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"device_count": jax.device_count(), "max_abs_diff": {}}
-    for model, results in (("gan", gan_results()), ("classifier", classifier_results())):
+    for model in models:
+        results = RUNS[model]()
         for mode, flat in results.items():
             np.savez(out_dir / f"{model}_{mode}.npz", **flat)
         report["max_abs_diff"][model] = {
-            mode: max_abs_diffs(results[mode], results["reference"]) for mode in MODES
+            mode: max_abs_diffs(results[mode], results["reference"]) for mode in MODES[1:]
         }
     print(json.dumps(report))
+
+
+RUNS = {"gan": gan_results, "classifier": classifier_results}
 
 
 if __name__ == "__main__":
