@@ -102,3 +102,18 @@ def test_missing_dataset_is_one_line_error_without_network(cli, tmp_path: Path) 
     )  # fmt: skip
     _assert_one_line_error(done, "'mnist' is not prepared", "tfds build mnist")
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_train_classifier_reports_test_accuracy_and_log_loss(cli, tmp_path: Path) -> None:
+    workdir = tmp_path / "classifier"
+    done = cli(
+        "train", "classifier", "--dataset", "digits", "--workdir", str(workdir),
+        "--steps", "300", "--log-every", "100", "--checkpoint-every", "300",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads((workdir / "test_metrics.json").read_text())
+    assert result["step"] == 300
+    assert result["test_accuracy"] > 0.95  # 360 held-out real digits
+    assert 0.0 < result["test_log_loss"] < 0.2
+    assert "test accuracy" in done.stdout
