@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from genjax_models.train import load_gan
+from genjax_models.train.runs import checkpointer_for
 
 
 def _metric_rows(workdir: Path) -> dict[int, dict]:
@@ -20,7 +21,16 @@ def _metric_rows(workdir: Path) -> dict[int, dict]:
 @pytest.mark.slow
 def test_resumed_run_is_bit_identical_to_uninterrupted(cli, tiny_gan_flags, tmp_path: Path) -> None:
     k = 6
-    common = [*tiny_gan_flags, "--log-every", "2", "--sample-every", "100"]
+    # Checkpoints every 3 steps: mid-run asynchronous saves while later steps donate buffers.
+    common = [
+        *tiny_gan_flags,
+        "--log-every",
+        "2",
+        "--sample-every",
+        "100",
+        "--checkpoint-every",
+        "3",
+    ]
     whole, split = tmp_path / "whole", tmp_path / "split"
 
     done = cli("train", "gan", "--workdir", str(whole), "--steps", str(2 * k), *common)
@@ -39,6 +49,15 @@ def test_resumed_run_is_bit_identical_to_uninterrupted(cli, tiny_gan_flags, tmp_
     assert len(leaves_a) == len(leaves_b) > 50  # params, stats, both Adam states, EMA, rng
     for x, y in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # Every kept checkpoint (steps 6, 9, 12: max_to_keep=3) is identical between the two runs.
+    for step in (6, 9, 12):
+        with checkpointer_for(str(whole)) as ckpt_whole, checkpointer_for(str(split)) as ckpt_split:
+            assert ckpt_whole.all_steps() == ckpt_split.all_steps() == [6, 9, 12]
+            x, _ = ckpt_whole.restore(a, step)
+            y, _ = ckpt_split.restore(a, step)
+        assert int(x.step) == step
+        for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True):
+            np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
     # The losses logged after the resume are the uninterrupted run's, to the last bit.
     rows_whole, rows_split = _metric_rows(whole), _metric_rows(split)
     for step in range(k + 2, 2 * k + 1, 2):

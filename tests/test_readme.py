@@ -1,0 +1,29 @@
+"""The README's set-up commands and Python example stay true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_readme_opens_with_the_two_setup_commands_and_ci_runs_the_second() -> None:
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    assert blocks[0].strip().startswith("pip install -e '.[data]' && genjax-models train gan")
+    assert blocks[1].strip() == "pip install -e '.[test]' && python -m pytest"
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]' && python -m pytest" in ci
+
+
+def test_readme_python_example_trains() -> None:
+    code = re.findall(r"```python\n(.*?)```", README, re.S)[0]
+    code = code.replace("GANConfig(base_width=32)", "GANConfig(base_width=4, latent_dim=8)")
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32) for _ in range(3)]
+    namespace: dict = {"my_batches": batches}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert int(namespace["state"].step) == 3
+    assert np.isfinite(float(namespace["metrics"]["g_loss"]))
