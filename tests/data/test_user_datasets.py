@@ -14,57 +14,47 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 
 
-class UserMnistLike(tfds.core.GeneratorBasedBuilder):
-    """28x28 grayscale digits-like images with labels, as mnist has."""
-
-    VERSION = tfds.core.Version("1.0.0")
+def _image_builder(class_name: str, shape: tuple[int, int, int], make_image, num_examples: int):
+    """Registers a TFDS builder ``class_name`` (snake-cased name) of labelled uint8 images."""
 
     def _info(self):
         return tfds.core.DatasetInfo(
             builder=self,
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Image(shape=(28, 28, 1)),
+                    "image": tfds.features.Image(shape=shape),
                     "label": tfds.features.ClassLabel(num_classes=10),
                 }
             ),
         )
 
     def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples(40)}
+        return {"train": self._generate_examples()}
 
-    def _generate_examples(self, n):
+    def _generate_examples(self):
         rng = np.random.default_rng(0)
-        for i in range(n):
-            image = np.zeros((28, 28, 1), np.uint8)
-            image[4:24, 10:18] = 255  # a bright stroke
-            yield i, {"image": image, "label": int(rng.integers(10))}
+        for i in range(num_examples):
+            yield i, {"image": make_image(rng), "label": i % 10}
+
+    namespace = {
+        "VERSION": tfds.core.Version("1.0.0"),
+        "_info": _info,
+        "_split_generators": _split_generators,
+        "_generate_examples": _generate_examples,
+    }
+    return type(class_name, (tfds.core.GeneratorBasedBuilder,), namespace)
 
 
-class UserRgbLike(tfds.core.GeneratorBasedBuilder):
-    """32x32 RGB images, as cifar10 has."""
+def _stroke(rng: np.random.Generator) -> np.ndarray:
+    image = np.zeros((28, 28, 1), np.uint8)
+    image[4:24, 10:18] = 255  # a bright stroke
+    return image
 
-    VERSION = tfds.core.Version("1.0.0")
 
-    def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(32, 32, 3)),
-                    "label": tfds.features.ClassLabel(num_classes=10),
-                }
-            ),
-        )
-
-    def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples(32)}
-
-    def _generate_examples(self, n):
-        rng = np.random.default_rng(1)
-        for i in range(n):
-            image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            yield i, {"image": image, "label": i % 10}
+UserMnistLike = _image_builder("UserMnistLike", (28, 28, 1), _stroke, 40)  # as mnist
+UserRgbLike = _image_builder(  # as cifar10
+    "UserRgbLike", (32, 32, 3), lambda rng: rng.integers(0, 256, (32, 32, 3), np.uint8), 32
+)
 
 
 @pytest.fixture(scope="module")
