@@ -60,6 +60,15 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, steps: int) -> None:
         help="start again: the old workdir is moved to DIR.bak-<time>",
     )
     parser.add_argument(
+        "--parallel",
+        choices=["jit", "shard_map", "pmap"],
+        default="jit",
+        help="data-parallel wrapper (default jit: NamedSharding, recommended)",
+    )
+    parser.add_argument(
+        "--devices", type=int, default=None, help="number of devices (default: all available)"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -126,11 +135,17 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def _run_train(args: argparse.Namespace) -> None:
     from genjax_models.train import train_classifier, train_gan
+    from genjax_models.train.parallel import DataParallel, make_mesh
 
     train = _train_config(args)
+    parallel = DataParallel(args.parallel, make_mesh(args.devices))
     channels = DATASET_CHANNELS.get(args.dataset, 3)
     common = dict(
-        dataset=args.dataset, data_dir=args.data_dir, resume=args.resume, overwrite=args.overwrite
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        parallel=parallel,
     )
     if args.model == "gan":
         config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))

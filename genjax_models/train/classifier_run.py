@@ -14,9 +14,10 @@ import numpy as np
 
 from genjax_models.configs import ClassifierConfig, OptimConfig, TrainConfig, from_dict
 from genjax_models.models.classifier import CNNClassifier, make_classifier
+from genjax_models.train.parallel import DataParallel
 from genjax_models.train.runs import adam, execute_run, restore_run, run_identity
 from genjax_models.train.state import TrainState, init_train_state
-from genjax_models.train.steps import jit_step, make_classifier_eval_step, make_classifier_step
+from genjax_models.train.steps import make_classifier_eval_step, make_classifier_step
 from genjax_models.train.workdir import check_workdir
 
 CLASSIFIER_OPTIM = OptimConfig(learning_rate=1e-3, b1=0.9)
@@ -92,6 +93,7 @@ def train_classifier(
     data_dir: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    parallel: DataParallel | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[TrainState, dict[str, float]]:
     """Trains the CNN classifier on ``dataset``'s train split, then evaluates on its test split.
@@ -102,6 +104,8 @@ def train_classifier(
     from genjax_models.data import EpochBatcher, load_image_dataset
 
     identity = run_identity("classifier", dataset, train, model=config, optim=optim)
+    parallel = parallel or DataParallel()
+    parallel.check_batch_size(train.batch_size)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     arrays = load_image_dataset(dataset, "train", data_dir=data_dir, image_size=config.image_size)
     expected = (config.image_size, config.image_size, config.channels)
@@ -116,9 +120,10 @@ def train_classifier(
         identity=identity,
         info={"data_dir": data_dir},
         state=_init_state(config, optim, train.seed),
-        train_step=jit_step(make_classifier_step(model)),
+        step=make_classifier_step(model),
         batches=EpochBatcher(arrays, train.batch_size, train.seed),
         train=train,
+        parallel=parallel,
         resume=resume,
         overwrite=overwrite,
         log=log,

@@ -20,6 +20,7 @@ from genjax_models.configs import ClassifierConfig, TrainConfig
 from genjax_models.metrics import frechet_distance, recognisable_rate
 from genjax_models.train.classifier_run import classify, load_classifier, train_classifier
 from genjax_models.train.gan_run import GANRun, generate_images, load_gan
+from genjax_models.train.parallel import DataParallel, make_mesh
 from genjax_models.train.workdir import RUN_FILE
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"
@@ -51,7 +52,10 @@ def ensure_eval_classifier(
             checkpoint_every=steps,
             workdir=workdir,
         )
-        train_classifier(config, train, dataset=dataset, data_dir=data_dir, log=log)
+        one_device = DataParallel(mesh=make_mesh(1))
+        train_classifier(
+            config, train, dataset=dataset, data_dir=data_dir, parallel=one_device, log=log
+        )
     return load_classifier(workdir)
 
 

@@ -15,9 +15,10 @@ import numpy as np
 from genjax_models.configs import GANConfig, OptimConfig, TrainConfig, from_dict
 from genjax_models.models.gan import make_dcgan
 from genjax_models.train.images import save_image_grid
+from genjax_models.train.parallel import DataParallel
 from genjax_models.train.runs import adam, execute_run, restore_run, run_identity
 from genjax_models.train.state import GANState, init_gan_state
-from genjax_models.train.steps import jit_step, make_gan_step
+from genjax_models.train.steps import make_gan_step
 from genjax_models.train.workdir import check_workdir
 
 NUM_FIXED_SAMPLES = 64
@@ -90,9 +91,13 @@ def train_gan(
     data_dir: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    parallel: DataParallel | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[GANState, dict[str, float]]:
     """Trains a DCGAN on the ``train`` split of an image TFDS dataset into ``train.workdir``.
+
+    ``parallel`` (default: ``DataParallel("jit")`` over all devices) splits each global batch over
+    devices; the result equals one device's (see ``train/parallel.py``).
 
     Writes ``metrics.jsonl``, TensorBoard events, ``samples/step_XXXXXX.png`` grids (EMA generator,
     fixed noise) and Orbax checkpoints under ``checkpoints/``. Returns the final state and the
@@ -101,15 +106,16 @@ def train_gan(
     from genjax_models.data import EpochBatcher, load_image_dataset
 
     identity = run_identity("gan", dataset, train, model=config, g_optim=g_optim, d_optim=d_optim)
+    parallel = parallel or DataParallel()
+    parallel.check_batch_size(train.batch_size)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     arrays = load_image_dataset(dataset, "train", data_dir=data_dir, image_size=config.image_size)
     check_data_shape(arrays.images, config, dataset)
     batches = EpochBatcher(arrays, train.batch_size, train.seed)
-    generator, discriminator = make_dcgan(config)
+    generator, _ = make_dcgan(config)  # samples are drawn outside the parallel step
     state = _init_state(config, g_optim, d_optim, train.seed)
     step = make_gan_step(
-        generator,
-        discriminator,
+        *make_dcgan(config, batch_norm_axis_name=parallel.batch_norm_axis_name),
         loss=config.loss,
         n_critic=config.n_critic,
         ema_decay=config.ema_decay,
@@ -124,9 +130,10 @@ def train_gan(
         identity=identity,
         info={"data_dir": data_dir},
         state=state,
-        train_step=jit_step(step),
+        step=step,
         batches=batches,
         train=train,
+        parallel=parallel,
         resume=resume,
         overwrite=overwrite,
         on_sample=write_samples,

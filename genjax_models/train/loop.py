@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from genjax_models.configs import TrainConfig
 from genjax_models.train.checkpoint import Checkpointer
+from genjax_models.train.parallel import DataParallel
 
 
 class BatchSource(Protocol):
@@ -92,22 +93,24 @@ def run_loop(
     config: TrainConfig,
     checkpointer: Checkpointer,
     checkpoint_metadata: dict[str, Any],
+    parallel: DataParallel,
     on_sample: Callable[[Any, int], None] | None = None,
     description: str = "train",
 ) -> tuple[Any, dict[str, float]]:
-    """Trains from ``state.step`` to ``config.steps``; returns the final state and last metrics.
+    """Trains from ``state.step`` to ``config.steps``; returns the final (plain) state and metrics.
 
     Args:
-      state: a ``TrainState``/``GANState`` (its ``step`` is the data position to resume from).
-      train_step: jitted step with the key derived inside (see ``steps.jit_step``); it may
-        donate ``state``.
+      state: a ``TrainState``/``GANState`` placed by ``parallel.put_state`` (its ``step`` is the
+        data position to resume from).
+      train_step: ``parallel.wrap(step)``, with the key derived inside; it donates ``state``.
       batches: batch source; step ``t`` trains on ``batches.batch(t)``.
       config: steps and the log/sample/checkpoint intervals.
       checkpointer: where checkpoints go; one is always saved at the final step.
       checkpoint_metadata: JSON saved next to every checkpoint (config, kind, ...).
+      parallel: how batches are split over devices; checkpoints and samples get the plain state.
       on_sample: called as ``on_sample(state, step)`` every ``sample_every`` steps and at the end.
     """
-    start = int(state.step)
+    start = int(parallel.unplace(state).step)
     writer = MetricsWriter(config.workdir)
     pending: list[dict[str, jax.Array]] = []
     last: dict[str, float] = {}
@@ -116,7 +119,7 @@ def run_loop(
 
     def save(at_step: int) -> None:
         examples = {"examples_seen": at_step * config.batch_size, "data_position": at_step}
-        checkpointer.save(at_step, state, {**checkpoint_metadata, **examples})
+        checkpointer.save(at_step, parallel.unplace(state), {**checkpoint_metadata, **examples})
 
     progress = tqdm(
         total=config.steps, initial=start, desc=description, unit="step", dynamic_ncols=True
@@ -132,7 +135,7 @@ def run_loop(
                     f"{stop.signal_name} at step {step}: checkpoint saved in "
                     f"{checkpointer.directory}; re-run the same command with --resume to continue"
                 )
-            state, metrics = train_step(state, batches.batch(step))
+            state, metrics = train_step(state, parallel.put_batch(batches.batch(step)))
             pending.append(metrics)
             step += 1
             progress.update(1)
@@ -144,7 +147,7 @@ def run_loop(
                 writer.write(step, last)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
             if on_sample is not None and (step % config.sample_every == 0 or step == config.steps):
-                on_sample(state, step)
+                on_sample(parallel.unplace(state), step)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save(step)
     finally:
@@ -152,4 +155,4 @@ def run_loop(
         progress.close()
         writer.close()
     checkpointer.wait()
-    return state, last
+    return parallel.unplace(state), last

@@ -12,6 +12,7 @@ import optax
 from genjax_models.configs import OptimConfig, TrainConfig, to_dict
 from genjax_models.train.checkpoint import Checkpointer, CheckpointError
 from genjax_models.train.loop import BatchSource, run_loop
+from genjax_models.train.parallel import DataParallel
 from genjax_models.train.workdir import CHECKPOINT_SUBDIR, prepare_workdir, read_run
 
 
@@ -44,15 +45,21 @@ def execute_run(
     identity: dict[str, Any],
     info: dict[str, Any],
     state: Any,
-    train_step: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, jax.Array]]],
+    step: Callable[..., tuple[Any, dict[str, jax.Array]]],
     batches: BatchSource,
     train: TrainConfig,
+    parallel: DataParallel,
     resume: bool,
     overwrite: bool,
     on_sample: Callable[[Any, int], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[Any, dict[str, float]]:
-    """Prepares the workdir, restores the latest checkpoint when resuming, and runs the loop."""
+    """Prepares the workdir, restores the latest checkpoint when resuming, and runs the loop.
+
+    ``state`` is a freshly initialised plain state; ``step`` follows the step contract and is
+    wrapped by ``parallel``. Checkpoints restore onto the current mesh whatever device count
+    saved them (they hold the plain state).
+    """
     resuming, backup = prepare_workdir(
         train.workdir, identity, resume=resume, overwrite=overwrite, info=info
     )
@@ -60,20 +67,23 @@ def execute_run(
         log(f"genjax-models: moved the previous contents of {train.workdir} to {backup}")
     with checkpointer_for(train.workdir, train.max_to_keep) as checkpointer:
         if resuming:
-            state, _ = checkpointer.restore(state)
+            # Restore straight onto the current mesh (pmap states get their device axis after).
+            target = state if parallel.kind == "pmap" else parallel.put_state(state)
+            state, _ = checkpointer.restore(target)
             log(f"genjax-models: resuming {train.workdir} from step {int(state.step)}")
         if int(state.step) >= train.steps:
             log(f"genjax-models: {train.workdir} is already at step {int(state.step)} >= --steps")
             return state, {}
         return run_loop(
-            state=state,
-            train_step=train_step,
+            state=parallel.put_state(state),
+            train_step=parallel.wrap(step),
             batches=batches,
             config=train,
             checkpointer=checkpointer,
             checkpoint_metadata={"identity": identity},
+            parallel=parallel,
             on_sample=on_sample,
-            description=f"{identity['kind']} {identity['dataset']}",
+            description=f"{identity['kind']} {identity['dataset']} [{parallel.describe()}]",
         )
 
 

@@ -1,0 +1,170 @@
+"""Data parallelism: one step function, three wrappers, the same parameters as one device.
+
+Every step follows the contract ``step(state, batch, rng, *, axis_name=None)``. A
+:class:`DataParallel` plan wraps it unchanged:
+
+- ``"jit"`` (default, recommended): ``jax.jit`` with ``NamedSharding``: the batch is split over
+  the ``data`` mesh axis, the state is replicated, ``axis_name=None``, and XLA inserts the
+  collectives. BatchNorm statistics are over the global batch automatically.
+- ``"shard_map"``: ``jax.shard_map`` over the mesh with ``axis_name="data"``: the step's own
+  ``lax.pmean`` calls are the collectives. Modules must use cross-replica BatchNorm
+  (``batch_norm_axis_name``) for statistics equal to one device's.
+- ``"pmap"``: ``jax.pmap`` with ``axis_name="data"``, for code written for pmap. The state carries
+  a leading device axis (replicated by broadcasting). ``jax.pmap`` is in maintenance mode (it is
+  implemented on jit + shard_map since JAX 0.8): prefer ``"jit"``.
+
+All three donate the old state's buffers and derive the step key inside the compiled function
+(``fold_in(state.rng, state.step)``). Checkpoints always hold the plain, unreplicated state
+(:meth:`DataParallel.unplace`), so they restore onto any device count.
+
+Multi-host: call ``jax.distributed.initialize()`` first; every process then builds the same global
+batch (in-memory data is cheap) and :meth:`DataParallel.put_batch` keeps its process-local slice
+(``jax.make_array_from_process_local_data``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from genjax_models.train.state import step_rng
+
+AXIS = "data"
+PARALLEL_KINDS = ("jit", "shard_map", "pmap")
+
+
+class ParallelError(ValueError):
+    """A parallel setting cannot work here; the message names the value and the fix."""
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"data"`` over the first ``num_devices`` devices (default: all)."""
+    devices = jax.devices()
+    count = len(devices) if num_devices is None else num_devices
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ParallelError(f"devices={num_devices!r} is invalid: expected a positive integer")
+    if count > len(devices):
+        raise ParallelError(
+            f"devices={count} but only {len(devices)} {devices[0].platform} device(s) are "
+            f"available: use --devices {len(devices)} or fewer"
+        )
+    return jax.make_mesh((count,), (AXIS,), devices=devices[:count])
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParallel:
+    """How steps run over the devices of ``mesh``; see the module docstring for the kinds."""
+
+    kind: str = "jit"
+    mesh: Mesh = dataclasses.field(default_factory=make_mesh)
+
+    def __post_init__(self) -> None:
+        if self.kind not in PARALLEL_KINDS:
+            raise ParallelError(
+                f"parallel={self.kind!r} is invalid: expected one of {', '.join(PARALLEL_KINDS)}"
+            )
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
+
+    @property
+    def batch_norm_axis_name(self) -> str | None:
+        """``"data"`` where the step runs per device (shard_map, pmap), else None."""
+        return None if self.kind == "jit" else AXIS
+
+    def describe(self) -> str:
+        """E.g. ``"8x cpu, jit"``."""
+        return f"{self.num_devices}x {self.mesh.devices.flat[0].platform}, {self.kind}"
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """One-line error when the global batch does not split evenly over devices and hosts."""
+        parts = self.num_devices
+        if batch_size % parts or batch_size % jax.process_count():
+            multiple = -(-batch_size // parts) * parts
+            raise ParallelError(
+                f"batch_size={batch_size} is not divisible by the {parts} devices: use a multiple "
+                f"of {parts} (e.g. --batch-size {multiple})"
+            )
+
+    # -- placement -------------------------------------------------------------------------
+
+    def _replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
+
+    def _sharded(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P(AXIS))
+
+    def put_state(self, state: Any) -> Any:
+        """Places a plain state: replicated on the mesh, or with a leading device axis (pmap)."""
+        if self.kind == "pmap":
+            host = jax.device_get(state)
+            stacked = jax.tree.map(
+                lambda x: np.broadcast_to(x, (self.num_devices, *np.shape(x))), host
+            )
+            return jax.device_put(stacked, self._sharded())
+        return jax.device_put(state, self._replicated())
+
+    def unplace(self, state: Any) -> Any:
+        """The plain state (what checkpoints and sampling use) from a placed one."""
+        if self.kind == "pmap":
+            return jax.tree.map(lambda x: x[0], state)
+        return state
+
+    def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Splits a global batch over the devices (this process keeps its local slice)."""
+        self.check_batch_size(len(next(iter(batch.values()))))
+        processes, index = jax.process_count(), jax.process_index()
+
+        def local(x: np.ndarray) -> np.ndarray:
+            size = len(x) // processes
+            return x[index * size : (index + 1) * size]
+
+        if self.kind == "pmap":
+            per_device = {
+                k: v.reshape(self.num_devices, -1, *v.shape[1:]) for k, v in batch.items()
+            }
+            return jax.device_put(per_device, self._sharded())
+        sharding = self._sharded()
+        return {
+            k: jax.make_array_from_process_local_data(sharding, local(np.asarray(v)))
+            for k, v in batch.items()
+        }
+
+    # -- wrapping --------------------------------------------------------------------------
+
+    def wrap(self, step: Callable[..., tuple[Any, Any]]) -> Callable[[Any, Any], tuple[Any, Any]]:
+        """Compiles ``step`` for this plan: ``(placed state, placed batch) -> (state, metrics)``."""
+
+        def keyed(state: Any, batch: Any, axis_name: str | None = None) -> tuple[Any, Any]:
+            return step(state, batch, step_rng(state), axis_name=axis_name)
+
+        if self.kind == "jit":
+            replicated = self._replicated()
+            return jax.jit(
+                keyed,
+                in_shardings=(replicated, self._sharded()),
+                out_shardings=(replicated, replicated),
+                donate_argnums=0,
+            )
+        if self.kind == "shard_map":
+            mapped = jax.shard_map(
+                partial(keyed, axis_name=AXIS),
+                mesh=self.mesh,
+                in_specs=(P(), P(AXIS)),
+                out_specs=(P(), P()),
+            )
+            return jax.jit(mapped, donate_argnums=0)
+        return jax.pmap(
+            partial(keyed, axis_name=AXIS),
+            axis_name=AXIS,
+            devices=list(self.mesh.devices.flat),
+            donate_argnums=0,
+        )
