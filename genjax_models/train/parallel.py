@@ -114,8 +114,8 @@ class DataParallel:
 
     def unplace(self, state: Any) -> Any:
         """The plain state (what checkpoints and sampling use) from a placed one."""
-        if self.kind == "pmap":
-            return jax.tree.map(lambda x: x[0], state)
+        if self.kind == "pmap":  # every device holds the same copy: take the first one
+            return jax.tree.map(lambda x: x.addressable_shards[0].data[0], state)
         return state
 
     def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
