@@ -33,6 +33,7 @@ def test_train_then_sample_then_eval(cli, tiny_gan_flags, tmp_path: Path) -> Non
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [2, 4, 6, 8]
     assert {"d_loss", "g_loss", "d_real", "d_fake", "steps_per_sec"} <= set(rows[-1])
+    assert rows[-1]["devices"] == 1
     assert list((workdir / "tb").iterdir())  # TensorBoard event file
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [
         "4",

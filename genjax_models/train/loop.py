@@ -143,6 +143,7 @@ def run_loop(
                 last = _mean_metrics(pending)
                 elapsed = time.perf_counter() - interval_start
                 last["steps_per_sec"] = len(pending) / max(elapsed, 1e-9)
+                last["devices"] = parallel.num_devices
                 pending, interval_start = [], time.perf_counter()
                 writer.write(step, last)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
