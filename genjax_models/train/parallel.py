@@ -55,7 +55,11 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
             f"devices={count} but only {len(devices)} {devices[0].platform} device(s) are "
             f"available: use --devices {len(devices)} or fewer"
         )
-    return jax.make_mesh((count,), (AXIS,), devices=devices[:count])
+    # Auto axes: pmap's outputs live on an Auto mesh, so Explicit axes would make every pmap and
+    # shard_map step compile twice (new input shardings on the second call).
+    return jax.make_mesh(
+        (count,), (AXIS,), devices=devices[:count], axis_types=(jax.sharding.AxisType.Auto,)
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,199 @@
+"""DCGAN training throughput: genjax_models vs the same DCGAN in PyTorch, in one run.
+
+    python benchmarks/bench_gan.py [--width 64] [--batch-size 64] [--steps 10] [--windows 5]
+
+Synthetic batches (no data pipeline, no TensorFlow). Prints a table and writes
+``benchmarks/results/gan-<device>-<date>.json``: device, versions, config, compile time, steps/s and
+images/s (median of timed windows after warm-up, blocking on results), XLA's FLOPs per step, the
+achieved FLOP/s, the fraction of a large matmul's FLOP/s measured in the same run, the number of
+recompilations after warm-up, and the ratio to PyTorch when torch is installed (``.[bench]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from genjax_models.configs import GANConfig
+from genjax_models.models.gan import make_dcgan
+from genjax_models.train import init_gan_state, jit_step, make_gan_step
+from genjax_models.train.state import step_rng
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def timed_windows(run_steps, steps: int, windows: int) -> list[float]:
+    """Steps/s of ``windows`` windows of ``steps`` steps each; ``run_steps(n)`` blocks at the end."""
+    rates = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        run_steps(steps)
+        rates.append(steps / (time.perf_counter() - start))
+    return rates
+
+
+def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a float32 ``size``^3 matmul in JAX on the default device (median)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+def bench_jax(config: GANConfig, batch_size: int, steps: int, windows: int) -> dict:
+    generator, discriminator = make_dcgan(config)
+    tx = optax.adam(2e-4, b1=0.5)
+    state = init_gan_state(
+        jax.random.PRNGKey(0), generator, discriminator, tx, tx, config.image_shape
+    )
+    gan_step = make_gan_step(generator, discriminator, loss=config.loss)
+    images = np.random.default_rng(0).uniform(-1, 1, (batch_size, *config.image_shape))
+    batch = {"image": jnp.asarray(images, jnp.float32)}
+    train_step = jit_step(gan_step)
+
+    lowered = jax.jit(lambda s, b: gan_step(s, b, step_rng(s))).lower(state, batch)
+    cost = lowered.compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", float("nan")))
+
+    start = time.perf_counter()
+    state, metrics = train_step(state, batch)
+    jax.block_until_ready(metrics)
+    compile_seconds = time.perf_counter() - start
+    for _ in range(2):
+        state, metrics = train_step(state, batch)
+    jax.block_until_ready(metrics)
+    compiled_before = train_step._cache_size()
+    holder = {"state": state}
+
+    def run(n: int) -> None:
+        s = holder["state"]
+        for _ in range(n):
+            s, m = train_step(s, batch)
+        jax.block_until_ready(m)
+        holder["state"] = s
+
+    rates = timed_windows(run, steps, windows)
+    return {
+        "compile_seconds": compile_seconds,
+        "steps_per_sec": statistics.median(rates),
+        "window_steps_per_sec": rates,
+        "xla_flops_per_step": flops,
+        "recompilations_after_warmup": train_step._cache_size() - compiled_before,
+    }
+
+
+def bench_torch(config: GANConfig, batch_size: int, steps: int, windows: int) -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_reference.dcgan import make_step
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    step, _, _ = make_step(
+        config.latent_dim, config.base_width, config.image_size, config.channels, batch_size
+    )
+    real = torch.rand(batch_size, config.channels, config.image_size, config.image_size) * 2 - 1
+    for _ in range(3):
+        step(real)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            d_loss, _ = step(real)
+        float(d_loss)
+
+    rates = timed_windows(run, steps, windows)
+    return {
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "steps_per_sec": statistics.median(rates),
+        "window_steps_per_sec": rates,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
+    args = parser.parse_args(argv)
+
+    config = GANConfig(base_width=args.width, image_size=args.image_size)
+    device = jax.devices()[0]
+    ours = bench_jax(config, args.batch_size, args.steps, args.windows)
+    reference = (
+        None if args.no_torch else bench_torch(config, args.batch_size, args.steps, args.windows)
+    )
+    peak = matmul_flops_per_second() if device.platform == "cpu" else None
+    achieved = ours["xla_flops_per_step"] * ours["steps_per_sec"]
+    result = {
+        "benchmark": "gan",
+        "date": datetime.date.today().isoformat(),
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "device_count": 1,
+        "cpu_count": os.cpu_count(),
+        "jax_version": jax.__version__,
+        "config": {**config.__dict__, "batch_size": args.batch_size},
+        "jax": ours,
+        "images_per_sec": ours["steps_per_sec"] * args.batch_size,
+        "achieved_flops_per_sec": achieved,
+        "matmul_2048_flops_per_sec": peak,
+        "fraction_of_matmul_flops": None if peak is None else achieved / peak,
+        "torch": reference,
+        "jax_over_torch": None
+        if reference is None
+        else ours["steps_per_sec"] / reference["steps_per_sec"],
+    }
+    rows = [
+        ("genjax_models (JAX)", ours["steps_per_sec"], ours["compile_seconds"]),
+    ]
+    if reference:
+        rows.append((f"PyTorch {reference['torch_version']}", reference["steps_per_sec"], 0.0))
+    print(
+        f"DCGAN width {args.width}, {args.image_size}x{args.image_size}, batch {args.batch_size} on {device.device_kind}"
+    )
+    print(f"{'implementation':<24}{'steps/s':>10}{'images/s':>10}{'compile s':>11}")
+    for name, rate, compile_s in rows:
+        print(f"{name:<24}{rate:>10.2f}{rate * args.batch_size:>10.0f}{compile_s:>11.1f}")
+    if result["jax_over_torch"] is not None:
+        print(f"JAX / PyTorch throughput: {result['jax_over_torch']:.2f}x")
+    if peak:
+        print(
+            f"achieved {achieved / 1e9:.1f} GFLOP/s = {result['fraction_of_matmul_flops']:.0%} of a 2048^3 matmul ({peak / 1e9:.0f} GFLOP/s)"
+        )
+    print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
+    out = args.out or os.path.join(
+        RESULTS, f"gan-w{args.width}-{device.platform}-{result['date']}.json"
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Checkpoints move between device counts and plans: 8 -> 1 and 1 -> 8 devices train as 8 alone.
+
+Through the CLI, with 8 simulated CPU devices in every process (``XLA_FLAGS``), the tiny DCGAN
+trains 12 steps of global batch 16:
+
+- ``whole``: 12 steps on ``--devices 8 --parallel pmap``, uninterrupted;
+- ``down``: 6 steps on ``--devices 8 --parallel shard_map``, then ``--resume`` to 12 on
+  ``--devices 1`` (``jit``, the default);
+- ``up``: 6 steps on ``--devices 1``, then ``--resume`` to 12 on ``--devices 8 --parallel pmap``.
+
+So a checkpoint written by the shard_map plan restores onto one device, one device's onto the
+pmap plan (whose restore path differs: it restores the plain state, then adds the device axis),
+and the pmap plan's (its ``unplace`` takes one device's copy) into the plain state ``load_gan``
+builds. The 8-device ``jit`` plan restores and saves as ``shard_map`` does (a replicated state on
+the mesh); ``test_data_parallel.py`` checks its steps. The final states equal ``whole``'s within
+float32 round-off (different reduction orders, so not bit-identical): per float leaf
+``|x - ref| <= RTOL * |ref| + ATOL * max|ref|``; ``step``, ``rng`` and Adam's counts exactly.
+The first legs run side by side, then the resumed ones (five processes on two cores here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from genjax_models.train import GANState, load_gan
+from genjax_models.train.runs import checkpointer_for
+
+NUM_DEVICES = 8
+RTOL = 1e-5
+ATOL = 1e-5  # times the largest |value| of the reference leaf
+STEPS, HALF = 12, 6
+
+# name -> ((first leg: steps, devices, parallel), (resumed leg: devices, parallel) or None)
+RUNS = {
+    "whole": ((STEPS, 8, "pmap"), None),
+    "down": ((HALF, 8, "shard_map"), (1, "jit")),
+    "up": ((HALF, 1, "jit"), (8, "pmap")),
+}
+
+
+def _env() -> dict[str, str]:
+    xla_flags = [
+        os.environ.get("XLA_FLAGS", ""),
+        f"--xla_force_host_platform_device_count={NUM_DEVICES}",
+        "--xla_backend_optimization_level=0",  # faster compiles; every leg compiles the same way
+    ]
+    return {
+        **os.environ,
+        "XLA_FLAGS": " ".join(xla_flags).strip(),
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+
+
+def _run_all(commands: dict[str, list[str]], logs: Path) -> dict[str, tuple[str, str]]:
+    """Runs ``genjax-models`` commands side by side; ``{name: (stdout, stderr)}``, all exit 0."""
+    procs, files = {}, {}
+    try:
+        for name, argv in commands.items():
+            files[name] = (logs / f"{name}.stdout", logs / f"{name}.stderr")
+            with open(files[name][0], "w") as stdout, open(files[name][1], "w") as stderr:
+                procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "genjax_models.cli", *argv],
+                    env=_env(),
+                    stdout=stdout,
+                    stderr=stderr,
+                )
+        for proc in procs.values():
+            proc.wait(timeout=600)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    outputs = {}
+    for name, proc in procs.items():
+        stdout, stderr = (path.read_text() for path in files[name])
+        assert proc.returncode == 0, f"{commands[name]} failed:\n{stderr[-4000:]}"
+        outputs[name] = (stdout, stderr)
+    return outputs
+
+
+Outputs = dict[str, dict[str, tuple[str, str]]]
+
+
+@pytest.fixture(scope="module")
+def topology_runs(
+    digits_data_dir: Path, tiny_gan_flags: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Outputs]:
+    """Trains every run of ``RUNS``: (root of the ``{name}`` workdirs, outputs).
+
+    ``outputs["first" | "resumed"][name]`` is the ``(stdout, stderr)`` of that leg.
+    """
+    root = tmp_path_factory.mktemp("topology")
+    common = [
+        *tiny_gan_flags,
+        "--batch-size",
+        "16",
+        "--log-every",
+        "2",
+        "--sample-every",
+        "100",
+        "--checkpoint-every",
+        "3",
+        "--data-dir",
+        str(digits_data_dir),
+    ]
+
+    def command(name: str, steps: int, devices: int, parallel: str, *extra: str) -> list[str]:
+        workdir = str(root / name)
+        return [
+            *("train", "gan", "--workdir", workdir, "--steps", str(steps), *common),
+            *("--devices", str(devices), "--parallel", parallel, *extra),
+        ]
+
+    first = {name: command(name, *leg) for name, (leg, _) in RUNS.items()}
+    resumed = {
+        name: command(name, STEPS, *leg, "--resume")
+        for name, (_, leg) in RUNS.items()
+        if leg is not None
+    }
+    outputs = {}
+    for wave, commands in (("first", first), ("resumed", resumed)):
+        (root / wave).mkdir()
+        outputs[wave] = _run_all(commands, root / wave)
+    return root, outputs
+
+
+def _mismatches(actual, reference) -> dict[str, float]:
+    """``{leaf path: max abs diff}`` for the leaves outside the tolerance (empty: all match)."""
+    flat_ref = jax.tree_util.tree_leaves_with_path(reference)
+    flat = jax.tree.leaves(actual)
+    assert len(flat) == len(flat_ref) > 50  # params, stats, both Adam states, EMA, step, rng
+    failures = {}
+    for (path, ref), value in zip(flat_ref, flat, strict=True):
+        ref, value = np.asarray(ref), np.asarray(value)
+        assert value.shape == ref.shape and value.dtype == ref.dtype, jax.tree_util.keystr(path)
+        diff = np.abs(value.astype(np.float64) - ref.astype(np.float64))
+        if np.issubdtype(ref.dtype, np.floating):
+            scale = float(np.abs(ref).max()) if ref.size else 0.0
+            ok = bool(np.all(diff <= RTOL * np.abs(ref) + ATOL * scale))
+        else:
+            ok = bool(np.array_equal(value, ref))
+        if not ok:
+            failures[jax.tree_util.keystr(path)] = float(diff.max())
+    return failures
+
+
+@pytest.fixture(scope="module")
+def whole_state(topology_runs: tuple[Path, Outputs]) -> GANState:
+    """The final state of ``whole`` (8 devices, uninterrupted), restored by ``load_gan``."""
+    root, outputs = topology_runs
+    assert "[8x cpu, pmap]" in outputs["first"]["whole"][1]  # the progress bar names the plan
+    return load_gan(str(root / "whole")).state
+
+
+def _identity(workdir: Path) -> dict:
+    return json.loads((workdir / "run.json").read_text())["identity"]
+
+
+def _final_state(workdir: Path, target: GANState) -> GANState:
+    """The latest checkpoint of ``workdir`` restored as ``load_gan`` does it (``restore_run``).
+
+    ``target``, ``whole``'s final state, stands in for the fresh state of the run's identity,
+    which every run here shares (checked): ``load_gan`` compiles the initialisation again on each
+    call, seconds per call.
+    """
+    assert _identity(workdir) == _identity(workdir.parent / "whole")
+    with checkpointer_for(str(workdir)) as checkpointer:
+        assert checkpointer.latest_step() == STEPS
+        state, metadata = checkpointer.restore(target)
+    assert metadata["identity"] == _identity(workdir)
+    return state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["down", "up"])
+def test_resumed_on_another_topology_equals_8_devices_uninterrupted(
+    topology_runs: tuple[Path, Outputs], whole_state: GANState, name: str
+) -> None:
+    root, outputs = topology_runs
+    (_, devices_first, parallel_first), (devices, parallel) = RUNS[name]
+    assert f"[{devices_first}x cpu, {parallel_first}]" in outputs["first"][name][1]
+    stdout, stderr = outputs["resumed"][name]
+    assert f"resuming {root / name} from step {HALF}" in stdout
+    assert f"[{devices}x cpu, {parallel}]" in stderr  # the progress bar names the plan
+
+    whole, run = whole_state, _final_state(root / name, whole_state)
+    assert int(whole.step) == int(run.step) == STEPS
+    np.testing.assert_array_equal(np.asarray(run.rng), np.asarray(whole.rng))
+    failures = _mismatches(run, whole)
+    assert not failures, f"{name} differs from 8 devices uninterrupted: {failures}"
+
+    rows = [json.loads(line) for line in (root / name / "metrics.jsonl").read_text().splitlines()]
+    devices_by_step = {row["step"]: row["devices"] for row in rows}
+    assert devices_by_step == {2: devices_first, 4: devices_first, 6: devices_first} | {
+        8: devices,
+        10: devices,
+        12: devices,
+    }

@@ -1,0 +1,249 @@
+"""``DataParallel`` plans on 8 simulated CPU devices train exactly as one device, compiling once.
+
+``_parallel_check.py`` runs in one subprocess (``XLA_FLAGS`` must be set before JAX is imported):
+for the GAN and the classifier and each plan kind (``jit``, ``shard_map``, ``pmap``) over
+``make_mesh(8)`` it goes through the plan's public API as the training loop does
+(``put_state``, ``wrap``, ``put_batch``, ``unplace``) for 10 steps on different global batches of
+16 examples. After 3 steps every leaf of the unplaced state (parameters, BatchNorm statistics, EMA
+generator, Adam states, step, rng) and the metrics must equal the single-device reference,
+``jax.jit(lambda s, b: step(s, b, step_rng(s)))`` on the same batches.
+
+Tolerance, per float leaf: ``|x - ref| <= RTOL * |ref| + ATOL * max|ref|`` (float32 round-off
+from the collectives' reduction order, relative to the leaf's scale); integer leaves are equal.
+
+Compilations are counted in the subprocess with a ``jax.monitoring`` listener on XLA backend
+compilations, per call of the wrapped function; ``jit`` and ``shard_map`` plans also report
+``fn._cache_size()``. The tests in the second half need no subprocess (one device).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from genjax_models.train.parallel import PARALLEL_KINDS, DataParallel, ParallelError, make_mesh
+
+SCRIPT = Path(__file__).with_name("_parallel_check.py")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NUM_DEVICES = 8
+BATCH = 16
+MODELS = ("gan", "classifier")
+RTOL = 1e-5
+ATOL = 1e-5  # times the largest |value| of the reference leaf
+
+FIELDS = {
+    "gan": {
+        "g_params",
+        "d_params",
+        "ema_g_params",
+        "g_batch_stats",
+        "d_batch_stats",
+        "g_opt_state",
+        "d_opt_state",
+        "step",
+        "rng",
+        "metrics",
+    },
+    "classifier": {"params", "opt_state", "step", "rng", "metrics"},
+}
+
+
+@pytest.fixture(scope="module")
+def parallel_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Runs the check once: (directory of ``{model}_{kind}.npz`` results, JSON report)."""
+    out_dir = tmp_path_factory.mktemp("parallel")
+    xla_flags = [
+        os.environ.get("XLA_FLAGS", ""),
+        f"--xla_force_host_platform_device_count={NUM_DEVICES}",
+        # LLVM -O0 roughly halves the compile time that dominates this test; the reference is
+        # compiled the same way.
+        "--xla_backend_optimization_level=0",
+    ]
+    env = {**os.environ, "XLA_FLAGS": " ".join(xla_flags).strip(), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out_dir)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"{SCRIPT.name} failed:\n{proc.stderr[-6000:]}"
+    return out_dir, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _load(out_dir: Path, model: str, kind: str) -> dict[str, np.ndarray]:
+    with np.load(out_dir / f"{model}_{kind}.npz") as data:
+        return {name: data[name] for name in data.files}
+
+
+def _field(name: str) -> str:
+    """``"g_params['Dense_0']['kernel']"`` -> ``"g_params"``, ``"metrics['d_loss']"`` -> ``"metrics"``."""
+    return name.split("[")[0].split(".")[0]
+
+
+def _compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """``{leaf: (max abs diff, within tolerance)}`` for every leaf of ``reference``.
+
+    ``actual`` leaves may carry a leading device axis (``pmap`` metrics): every copy must match.
+    """
+    assert actual.keys() == reference.keys()
+    result = {}
+    for name, ref in reference.items():
+        value = actual[name]
+        assert value.shape in (ref.shape, (NUM_DEVICES, *ref.shape)), (name, value.shape)
+        ref = np.broadcast_to(ref, value.shape)
+        assert value.dtype == ref.dtype, (name, value.dtype, ref.dtype)
+        diff = np.abs(value.astype(np.float64) - ref.astype(np.float64))
+        if np.issubdtype(ref.dtype, np.floating):
+            scale = float(np.abs(ref).max()) if ref.size else 0.0
+            ok = bool(np.all(diff <= RTOL * np.abs(ref) + ATOL * scale))
+        else:
+            ok = bool(np.array_equal(value, ref))
+        result[name] = (float(diff.max()) if diff.size else 0.0, ok)
+    return result
+
+
+# -- 8 simulated devices (one subprocess) -------------------------------------------------
+
+
+def test_check_runs_on_8_simulated_cpu_devices_in_one_process(
+    parallel_run: tuple[Path, dict],
+) -> None:
+    report = parallel_run[1]
+    assert (report["device_count"], report["process_count"], report["platform"]) == (8, 1, "cpu")
+    for model in MODELS:
+        for kind in PARALLEL_KINDS:
+            assert report["runs"][model][kind]["describe"] == f"8x cpu, {kind}"
+
+
+@pytest.mark.parametrize("kind", PARALLEL_KINDS)
+@pytest.mark.parametrize("model", MODELS)
+def test_plan_matches_single_device_after_3_steps(
+    parallel_run: tuple[Path, dict], model: str, kind: str
+) -> None:
+    """Every state leaf and metric after 3 steps equals one device's on the same global batches."""
+    out_dir, report = parallel_run
+    reference = _load(out_dir, model, "reference")
+    assert {_field(name) for name in reference} == FIELDS[model]
+    assert reference["step"] == 3
+    compared = _compare(_load(out_dir, model, kind), reference)
+    failures = {name: diff for name, (diff, ok) in compared.items() if not ok}
+    assert not failures, f"{model} under {kind} differs from one device: {failures}"
+
+
+@pytest.mark.parametrize("kind", PARALLEL_KINDS)
+@pytest.mark.parametrize("model", MODELS)
+def test_placed_state_is_the_same_on_every_device(
+    parallel_run: tuple[Path, dict], model: str, kind: str
+) -> None:
+    """The 8 copies of the replicated state (pmap: its device axis) are bit-identical."""
+    assert parallel_run[1]["runs"][model][kind]["replica_spread"] == 0.0
+
+
+@pytest.mark.parametrize("kind", PARALLEL_KINDS)
+@pytest.mark.parametrize("model", MODELS)
+def test_wrapped_step_compiles_once_over_10_steps(
+    parallel_run: tuple[Path, dict], model: str, kind: str
+) -> None:
+    """The first call compiles; the 9 calls after it compile nothing (XLA backend compilations)."""
+    compiles = parallel_run[1]["runs"][model][kind]["compiles_per_call"]
+    assert len(compiles) == 10
+    assert compiles[0] >= 1
+    assert compiles[1:] == [0] * 9, f"compilations per call: {compiles}"
+
+
+@pytest.mark.parametrize("kind", ["jit", "shard_map"])
+@pytest.mark.parametrize("model", MODELS)
+def test_jitted_plan_has_one_cache_entry_after_10_steps(
+    parallel_run: tuple[Path, dict], model: str, kind: str
+) -> None:
+    assert parallel_run[1]["runs"][model][kind]["cache_size"] == 1
+
+
+@pytest.mark.parametrize("kind", PARALLEL_KINDS)
+def test_put_batch_splits_the_global_batch_over_8_devices(
+    parallel_run: tuple[Path, dict], kind: str
+) -> None:
+    """Device i holds rows [2i, 2i+2) of the 16-example batch (one process holds all of it)."""
+    placed = parallel_run[1]["put_batch"][kind]
+    rows = BATCH // NUM_DEVICES
+    for key, tail in (("image", [16, 16, 1]), ("label", [])):
+        info = placed[key]
+        if kind == "pmap":
+            assert info["shape"] == [NUM_DEVICES, rows, *tail]
+            assert info["shard_shapes"] == [[1, rows, *tail]] * NUM_DEVICES
+        else:
+            assert info["shape"] == [BATCH, *tail]
+            assert info["shard_shapes"] == [[rows, *tail]] * NUM_DEVICES
+        assert info["spec"] == "P('data',)"
+        assert info["num_devices"] == NUM_DEVICES
+        assert info["rows_match"], key
+
+
+def test_uneven_batch_and_too_many_devices_errors_on_8_devices(
+    parallel_run: tuple[Path, dict],
+) -> None:
+    errors = parallel_run[1]["errors"]
+    uneven = (
+        "batch_size=30 is not divisible by the 8 devices: use a multiple of 8 "
+        "(e.g. --batch-size 32)"
+    )
+    assert errors["check_batch_size_30"] == uneven
+    assert errors["put_batch_30"] == uneven
+    assert errors["make_mesh_9"] == (
+        "devices=9 but only 8 cpu device(s) are available: use --devices 8 or fewer"
+    )
+
+
+# -- in process (whatever devices pytest has; normally one CPU device) ---------------------
+
+
+def test_unknown_kind_is_rejected() -> None:
+    with pytest.raises(ParallelError) as err:
+        DataParallel("bogus")
+    assert str(err.value) == "parallel='bogus' is invalid: expected one of jit, shard_map, pmap"
+
+
+def test_more_devices_than_available_is_rejected() -> None:
+    available = jax.device_count()
+    platform = jax.devices()[0].platform
+    with pytest.raises(ParallelError) as err:
+        make_mesh(available + 1)
+    assert str(err.value) == (
+        f"devices={available + 1} but only {available} {platform} device(s) are available: "
+        f"use --devices {available} or fewer"
+    )
+
+
+@pytest.mark.parametrize("devices", [0, -2, True, 1.0, "2"])
+def test_invalid_device_counts_are_rejected(devices: object) -> None:
+    with pytest.raises(ParallelError, match=r"is invalid: expected a positive integer"):
+        make_mesh(devices)  # type: ignore[arg-type]
+
+
+def test_default_plan_is_jit_over_all_devices() -> None:
+    plan = DataParallel()
+    assert plan.kind == "jit"
+    assert plan.num_devices == jax.device_count()
+    assert plan.mesh.axis_names == ("data",)
+
+
+@pytest.mark.parametrize(("kind", "axis"), [("jit", None), ("shard_map", "data"), ("pmap", "data")])
+def test_batch_norm_axis_name_is_set_where_the_step_runs_per_device(
+    kind: str, axis: str | None
+) -> None:
+    assert DataParallel(kind, make_mesh(1)).batch_norm_axis_name == axis
+
+
+def test_any_batch_size_splits_over_one_device() -> None:
+    plan = DataParallel("jit", make_mesh(1))
+    for batch_size in (1, 7, 30):
+        plan.check_batch_size(batch_size)
