@@ -271,11 +271,14 @@ def benchmark(args: argparse.Namespace) -> dict:
                 print_row(report["results"][-1], flush=True)
     for row in report["results"]:
         one = next(
-            r
-            for r in report["results"]
-            if r["model"] == row["model"] and r["kind"] == row["kind"] and r["devices"] == 1
-        )
-        row["relative_to_1_device"] = row["steps_per_sec"] / one["steps_per_sec"]
+            (
+                r
+                for r in report["results"]
+                if r["model"] == row["model"] and r["kind"] == row["kind"] and r["devices"] == 1
+            ),
+            None,
+        )  # None when --devices leaves out 1
+        row["relative_to_1_device"] = one and row["steps_per_sec"] / one["steps_per_sec"]
     return report
 
 

@@ -35,8 +35,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax_models.train.state import step_rng
+from genjax_models.train.steps import DATA_AXIS
 
-AXIS = "data"
+AXIS = DATA_AXIS
 PARALLEL_KINDS = ("jit", "shard_map", "pmap")
 
 
@@ -152,12 +153,20 @@ class DataParallel:
 
         if self.kind == "jit":
             replicated = self._replicated()
-            return jax.jit(
+            jitted = jax.jit(
                 keyed,
                 in_shardings=(replicated, self._sharded()),
                 out_shardings=(replicated, replicated),
                 donate_argnums=0,
             )
+
+            def under_mesh(state: Any, batch: Any) -> tuple[Any, Any]:
+                # The mesh lets the step shard values it creates (noise) like the batch.
+                with jax.set_mesh(self.mesh):
+                    return jitted(state, batch)
+
+            under_mesh._cache_size = jitted._cache_size  # type: ignore[attr-defined]
+            return under_mesh
         if self.kind == "shard_map":
             mapped = jax.shard_map(
                 partial(keyed, axis_name=AXIS),

@@ -23,10 +23,14 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from jax.sharding import PartitionSpec as P
 
 from genjax_models.configs import GAN_LOSSES
 from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
 from genjax_models.train.state import GANState, PyTree, TrainState, resolve_latent_dim, step_rng
+
+DATA_AXIS = "data"
+"""The mesh axis that batches are split over (``train/parallel.py``)."""
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -52,13 +56,28 @@ def global_example_index(batch_size: int, axis_name: str | None) -> jax.Array:
     return offset + jnp.arange(batch_size, dtype=jnp.int32)
 
 
+def shard_like_batch(x: jax.Array) -> jax.Array:
+    """Splits ``x``'s leading dimension over the mesh's ``"data"`` axis, as the batch is.
+
+    Applies under a mesh with that axis (the jit data-parallel plan traces inside
+    ``jax.set_mesh``); elsewhere returns ``x`` unchanged. Values the step makes from no input
+    (iota, noise) are otherwise replicated, and XLA would then run everything computed from them
+    (the whole generator) on the full global batch on every device.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or DATA_AXIS not in mesh.axis_names or x.shape[0] % mesh.shape[DATA_AXIS]:
+        return x
+    return lax.with_sharding_constraint(x, P(DATA_AXIS))
+
+
 def per_example_normal(
     key: jax.Array, batch_size: int, dim: int, axis_name: str | None
 ) -> jax.Array:
     """float32[batch_size, dim] standard normal noise, one key per global example index."""
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
-        global_example_index(batch_size, axis_name)
-    )
+    index = global_example_index(batch_size, axis_name)
+    if axis_name is None:
+        index = shard_like_batch(index)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
     return jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(keys)
 
 
