@@ -181,3 +181,21 @@ class DataParallel:
             devices=list(self.mesh.devices.flat),
             donate_argnums=0,
         )
+
+
+def data_parallel(step: Callable[..., tuple[Any, Any]], mesh: Mesh) -> Callable:
+    """``jax.jit`` + ``NamedSharding`` wrapper (recommended); place inputs with
+    ``DataParallel("jit", mesh).put_state`` / ``put_batch``."""
+    return DataParallel("jit", mesh).wrap(step)
+
+
+def shard_map_parallel(step: Callable[..., tuple[Any, Any]], mesh: Mesh) -> Callable:
+    """``jax.shard_map`` wrapper with ``axis_name="data"``; place inputs with
+    ``DataParallel("shard_map", mesh)``."""
+    return DataParallel("shard_map", mesh).wrap(step)
+
+
+def pmap_parallel(step: Callable[..., tuple[Any, Any]], mesh: Mesh | None = None) -> Callable:
+    """``jax.pmap`` wrapper with ``axis_name="data"`` (maintenance mode in JAX: prefer
+    :func:`data_parallel`); place inputs with ``DataParallel("pmap", mesh)``."""
+    return DataParallel("pmap", mesh or make_mesh()).wrap(step)

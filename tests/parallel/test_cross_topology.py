@@ -6,7 +6,8 @@ trains 12 steps of global batch 16:
 - ``whole``: 12 steps on ``--devices 8 --parallel pmap``, uninterrupted;
 - ``down``: 6 steps on ``--devices 8 --parallel shard_map``, then ``--resume`` to 12 on
   ``--devices 1`` (``jit``, the default);
-- ``up``: 6 steps on ``--devices 1``, then ``--resume`` to 12 on ``--devices 8 --parallel pmap``.
+- ``up``: 6 steps on ``--devices 1``, then ``--resume`` to 12 on ``--devices 8 --parallel pmap``;
+- ``same``: 6 steps then ``--resume`` to 12, both on ``--devices 8 --parallel pmap``: bit-identical.
 
 So a checkpoint written by the shard_map plan restores onto one device, one device's onto the
 pmap plan (whose restore path differs: it restores the plain state, then adds the device axis),
@@ -43,6 +44,7 @@ RUNS = {
     "whole": ((STEPS, 8, "pmap"), None),
     "down": ((HALF, 8, "shard_map"), (1, "jit")),
     "up": ((HALF, 1, "jit"), (8, "pmap")),
+    "same": ((HALF, 8, "pmap"), (8, "pmap")),  # resumed on the same topology: bit-identical
 }
 
 
@@ -182,7 +184,7 @@ def _final_state(workdir: Path, target: GANState) -> GANState:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["down", "up"])
+@pytest.mark.parametrize("name", ["down", "up", "same"])
 def test_resumed_on_another_topology_equals_8_devices_uninterrupted(
     topology_runs: tuple[Path, Outputs], whole_state: GANState, name: str
 ) -> None:
@@ -206,3 +208,13 @@ def test_resumed_on_another_topology_equals_8_devices_uninterrupted(
         10: devices,
         12: devices,
     }
+
+
+@pytest.mark.slow
+def test_resumed_on_the_same_8_devices_is_bit_identical(
+    topology_runs: tuple[Path, Outputs], whole_state: GANState
+) -> None:
+    root, _ = topology_runs
+    run = _final_state(root / "same", whole_state)
+    for u, v in zip(jax.tree.leaves(run), jax.tree.leaves(whole_state), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))

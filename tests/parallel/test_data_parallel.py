@@ -247,3 +247,27 @@ def test_any_batch_size_splits_over_one_device() -> None:
     plan = DataParallel("jit", make_mesh(1))
     for batch_size in (1, 7, 30):
         plan.check_batch_size(batch_size)
+
+
+@pytest.mark.parametrize("wrapper", ["data_parallel", "shard_map_parallel", "pmap_parallel"])
+def test_wrapper_functions_match_the_plain_jitted_step_on_one_device(wrapper: str) -> None:
+    import jax.numpy as jnp
+    import optax
+
+    from genjax_models.models.classifier import CNNClassifier
+    from genjax_models.train import parallel as parallel_module
+    from genjax_models.train.state import init_train_state
+    from genjax_models.train.steps import jit_step, make_classifier_step
+
+    model = CNNClassifier(num_classes=3, width=2, feature_dim=4)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
+    batch = {"image": images, "label": np.array([0, 1, 2, 0], np.int32)}
+    fresh = init_train_state(jax.random.PRNGKey(0), model, optax.adam(1e-2), images[:1])
+    step = make_classifier_step(model)
+    kind = {"data_parallel": "jit", "shard_map_parallel": "shard_map", "pmap_parallel": "pmap"}
+    plan = DataParallel(kind[wrapper], make_mesh(1))
+    wrapped = getattr(parallel_module, wrapper)(step, plan.mesh)
+    state, _ = wrapped(plan.put_state(jax.tree.map(jnp.copy, fresh)), plan.put_batch(batch))
+    reference, _ = jit_step(step)(jax.tree.map(jnp.copy, fresh), batch)
+    for a, b in zip(jax.tree.leaves(plan.unplace(state)), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
