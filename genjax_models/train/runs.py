@@ -99,6 +99,9 @@ def restore_run(
         raise CheckpointError(
             f"{workdir!r} holds a {run['identity'].get('kind')!r} run, not a {kind!r} run"
         )
+    # The target only gives structure, shapes and dtypes: trace the initialisation abstractly
+    # (milliseconds) instead of compiling and running it (seconds).
+    target = jax.eval_shape(lambda: build(run["identity"]))
     with checkpointer_for(workdir) as checkpointer:
-        state, _ = checkpointer.restore(build(run["identity"]))
+        state, _ = checkpointer.restore(target)
     return state, run
