@@ -22,21 +22,17 @@ The first legs run side by side, then the resumed ones (five processes on two co
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from multidevice_support import leaf_diff, run_side_by_side
 
 from genjax_models.train import GANState, load_gan
 from genjax_models.train.runs import checkpointer_for
 
-NUM_DEVICES = 8
-RTOL = 1e-5
-ATOL = 1e-5  # times the largest |value| of the reference leaf
 STEPS, HALF = 12, 6
 
 # name -> ((first leg: steps, devices, parallel), (resumed leg: devices, parallel) or None)
@@ -46,48 +42,6 @@ RUNS = {
     "up": ((HALF, 1, "jit"), (8, "pmap")),
     "same": ((HALF, 8, "pmap"), (8, "pmap")),  # resumed on the same topology: bit-identical
 }
-
-
-def _env() -> dict[str, str]:
-    xla_flags = [
-        os.environ.get("XLA_FLAGS", ""),
-        f"--xla_force_host_platform_device_count={NUM_DEVICES}",
-        "--xla_backend_optimization_level=0",  # faster compiles; every leg compiles the same way
-    ]
-    return {
-        **os.environ,
-        "XLA_FLAGS": " ".join(xla_flags).strip(),
-        "JAX_PLATFORMS": "cpu",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-
-
-def _run_all(commands: dict[str, list[str]], logs: Path) -> dict[str, tuple[str, str]]:
-    """Runs ``genjax-models`` commands side by side; ``{name: (stdout, stderr)}``, all exit 0."""
-    procs, files = {}, {}
-    try:
-        for name, argv in commands.items():
-            files[name] = (logs / f"{name}.stdout", logs / f"{name}.stderr")
-            with open(files[name][0], "w") as stdout, open(files[name][1], "w") as stderr:
-                procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "genjax_models.cli", *argv],
-                    env=_env(),
-                    stdout=stdout,
-                    stderr=stderr,
-                )
-        for proc in procs.values():
-            proc.wait(timeout=600)
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    outputs = {}
-    for name, proc in procs.items():
-        stdout, stderr = (path.read_text() for path in files[name])
-        assert proc.returncode == 0, f"{commands[name]} failed:\n{stderr[-4000:]}"
-        outputs[name] = (stdout, stderr)
-    return outputs
 
 
 Outputs = dict[str, dict[str, tuple[str, str]]]
@@ -119,7 +73,18 @@ def topology_runs(
     def command(name: str, steps: int, devices: int, parallel: str, *extra: str) -> list[str]:
         workdir = str(root / name)
         return [
-            *("train", "gan", "--workdir", workdir, "--steps", str(steps), *common),
+            *(
+                sys.executable,
+                "-m",
+                "genjax_models.cli",
+                "train",
+                "gan",
+                "--workdir",
+                workdir,
+                "--steps",
+                str(steps),
+                *common,
+            ),
             *("--devices", str(devices), "--parallel", parallel, *extra),
         ]
 
@@ -132,7 +97,7 @@ def topology_runs(
     outputs = {}
     for wave, commands in (("first", first), ("resumed", resumed)):
         (root / wave).mkdir()
-        outputs[wave] = _run_all(commands, root / wave)
+        outputs[wave] = run_side_by_side(commands, root / wave)
     return root, outputs
 
 
@@ -143,16 +108,9 @@ def _mismatches(actual, reference) -> dict[str, float]:
     assert len(flat) == len(flat_ref) > 50  # params, stats, both Adam states, EMA, step, rng
     failures = {}
     for (path, ref), value in zip(flat_ref, flat, strict=True):
-        ref, value = np.asarray(ref), np.asarray(value)
-        assert value.shape == ref.shape and value.dtype == ref.dtype, jax.tree_util.keystr(path)
-        diff = np.abs(value.astype(np.float64) - ref.astype(np.float64))
-        if np.issubdtype(ref.dtype, np.floating):
-            scale = float(np.abs(ref).max()) if ref.size else 0.0
-            ok = bool(np.all(diff <= RTOL * np.abs(ref) + ATOL * scale))
-        else:
-            ok = bool(np.array_equal(value, ref))
+        diff, ok = leaf_diff(np.asarray(value), np.asarray(ref))
         if not ok:
-            failures[jax.tree_util.keystr(path)] = float(diff.max())
+            failures[jax.tree_util.keystr(path)] = diff
     return failures
 
 

@@ -8,7 +8,7 @@ for the GAN and the classifier and each plan kind (``jit``, ``shard_map``, ``pma
 generator, Adam states, step, rng) and the metrics must equal the single-device reference,
 ``jax.jit(lambda s, b: step(s, b, step_rng(s)))`` on the same batches.
 
-Tolerance, per float leaf: ``|x - ref| <= RTOL * |ref| + ATOL * max|ref|`` (float32 round-off
+Tolerance (``multidevice_support.py``), per float leaf: ``|x - ref| <= RTOL * |ref| + ATOL * max|ref|`` (float32 round-off
 from the collectives' reduction order, relative to the leaf's scale); integer leaves are equal.
 
 Compilations are counted in the subprocess with a ``jax.monitoring`` listener on XLA backend
@@ -19,24 +19,19 @@ compilations, per call of the wrapped function; ``jit`` and ``shard_map`` plans 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from multidevice_support import NUM_DEVICES, compare_leaves, field_of, load_leaves, run_side_by_side
 
 from genjax_models.train.parallel import PARALLEL_KINDS, DataParallel, ParallelError, make_mesh
 
 SCRIPT = Path(__file__).with_name("_parallel_check.py")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NUM_DEVICES = 8
 BATCH = 16
 MODELS = ("gan", "classifier")
-RTOL = 1e-5
-ATOL = 1e-5  # times the largest |value| of the reference leaf
 
 FIELDS = {
     "gan": {
@@ -59,56 +54,8 @@ FIELDS = {
 def parallel_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Runs the check once: (directory of ``{model}_{kind}.npz`` results, JSON report)."""
     out_dir = tmp_path_factory.mktemp("parallel")
-    xla_flags = [
-        os.environ.get("XLA_FLAGS", ""),
-        f"--xla_force_host_platform_device_count={NUM_DEVICES}",
-        # LLVM -O0 roughly halves the compile time that dominates this test; the reference is
-        # compiled the same way.
-        "--xla_backend_optimization_level=0",
-    ]
-    env = {**os.environ, "XLA_FLAGS": " ".join(xla_flags).strip(), "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out_dir)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, f"{SCRIPT.name} failed:\n{proc.stderr[-6000:]}"
-    return out_dir, json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _load(out_dir: Path, model: str, kind: str) -> dict[str, np.ndarray]:
-    with np.load(out_dir / f"{model}_{kind}.npz") as data:
-        return {name: data[name] for name in data.files}
-
-
-def _field(name: str) -> str:
-    """``"g_params['Dense_0']['kernel']"`` -> ``"g_params"``, ``"metrics['d_loss']"`` -> ``"metrics"``."""
-    return name.split("[")[0].split(".")[0]
-
-
-def _compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, tuple]:
-    """``{leaf: (max abs diff, within tolerance)}`` for every leaf of ``reference``.
-
-    ``actual`` leaves may carry a leading device axis (``pmap`` metrics): every copy must match.
-    """
-    assert actual.keys() == reference.keys()
-    result = {}
-    for name, ref in reference.items():
-        value = actual[name]
-        assert value.shape in (ref.shape, (NUM_DEVICES, *ref.shape)), (name, value.shape)
-        ref = np.broadcast_to(ref, value.shape)
-        assert value.dtype == ref.dtype, (name, value.dtype, ref.dtype)
-        diff = np.abs(value.astype(np.float64) - ref.astype(np.float64))
-        if np.issubdtype(ref.dtype, np.floating):
-            scale = float(np.abs(ref).max()) if ref.size else 0.0
-            ok = bool(np.all(diff <= RTOL * np.abs(ref) + ATOL * scale))
-        else:
-            ok = bool(np.array_equal(value, ref))
-        result[name] = (float(diff.max()) if diff.size else 0.0, ok)
-    return result
+    outputs = run_side_by_side({"check": [sys.executable, str(SCRIPT), str(out_dir)]}, out_dir)
+    return out_dir, json.loads(outputs["check"][0].strip().splitlines()[-1])
 
 
 # -- 8 simulated devices (one subprocess) -------------------------------------------------
@@ -131,10 +78,10 @@ def test_plan_matches_single_device_after_3_steps(
 ) -> None:
     """Every state leaf and metric after 3 steps equals one device's on the same global batches."""
     out_dir, report = parallel_run
-    reference = _load(out_dir, model, "reference")
-    assert {_field(name) for name in reference} == FIELDS[model]
+    reference = load_leaves(out_dir / f"{model}_reference.npz")
+    assert {field_of(name) for name in reference} == FIELDS[model]
     assert reference["step"] == 3
-    compared = _compare(_load(out_dir, model, kind), reference)
+    compared = compare_leaves(load_leaves(out_dir / f"{model}_{kind}.npz"), reference)
     failures = {name: diff for name, (diff, ok) in compared.items() if not ok}
     assert not failures, f"{model} under {kind} differs from one device: {failures}"
 

@@ -11,7 +11,7 @@ instead of averaged over devices hardly moves the parameters but does scale Adam
 (Checked by hand: without ``lax.pcast`` in ``steps.py``, or with ``psum`` for ``pmean``, the
 ``shard_map`` cases fail on the optimizer states while the GAN's ``d_params`` still pass.)
 
-Tolerance, per float leaf: ``|x - ref| <= RTOL * |ref| + ATOL * max|ref|`` (float32 round-off from
+Tolerance (``multidevice_support.py``), per float leaf: ``|x - ref| <= RTOL * |ref| + ATOL * max|ref|`` (float32 round-off from
 the different reduction order of the collectives, relative to the leaf's scale so that Adam's tiny
 second moments are compared as strictly as the parameters); integer leaves must be equal.
 """
@@ -19,20 +19,22 @@ second moments are compared as strictly as the parameters); integer leaves must 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from multidevice_support import (
+    NUM_DEVICES,
+    compare_leaves,
+    field_of,
+    load_leaves,
+    run_side_by_side,
+)
 
 SCRIPT = Path(__file__).with_name("_multidevice_check.py")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NUM_DEVICES = 8
+MODELS = ("gan", "classifier")
 MODES = ("shard_map", "pmap", "jit_sharded")
-RTOL = 1e-5
-ATOL = 1e-5  # times the largest |value| of the reference leaf
 
 GAN_FIELDS = (
     "g_params",
@@ -57,74 +59,22 @@ def multidevice_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
     One subprocess per model, side by side: most of the time is XLA compiling on one core.
     """
     out_dir = tmp_path_factory.mktemp("multidevice")
-    xla_flags = [
-        os.environ.get("XLA_FLAGS", ""),
-        f"--xla_force_host_platform_device_count={NUM_DEVICES}",
-        # LLVM -O0 halves the compile time that dominates this test; every variant, reference
-        # included, is compiled the same way, and the differences measured are the same.
-        "--xla_backend_optimization_level=0",
-    ]
-    env = {**os.environ, "XLA_FLAGS": " ".join(xla_flags).strip(), "JAX_PLATFORMS": "cpu"}
-    procs, logs = {}, {}
-    try:
-        for model in ("gan", "classifier"):
-            logs[model] = (out_dir / f"{model}.stdout", out_dir / f"{model}.stderr")
-            with open(logs[model][0], "w") as stdout, open(logs[model][1], "w") as stderr:
-                procs[model] = subprocess.Popen(
-                    [sys.executable, str(SCRIPT), str(out_dir), model],
-                    cwd=REPO_ROOT,
-                    env=env,
-                    stdout=stdout,
-                    stderr=stderr,
-                )
-        for proc in procs.values():
-            proc.wait(timeout=600)
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    commands = {model: [sys.executable, str(SCRIPT), str(out_dir), model] for model in MODELS}
+    outputs = run_side_by_side(commands, out_dir)
     report: dict = {"device_count": {}, "max_abs_diff": {}}
-    for model, proc in procs.items():
-        stdout, stderr = (path.read_text() for path in logs[model])
-        assert proc.returncode == 0, f"{SCRIPT.name} {model} failed:\n{stderr[-6000:]}"
+    for model, (stdout, _) in outputs.items():
         part = json.loads(stdout.strip().splitlines()[-1])
         report["device_count"][model] = part["device_count"]
         report["max_abs_diff"].update(part["max_abs_diff"])
     return out_dir, report
 
 
-def _load(out_dir: Path, model: str, mode: str) -> dict[str, np.ndarray]:
-    with np.load(out_dir / f"{model}_{mode}.npz") as data:
-        return {name: data[name] for name in data.files}
-
-
-def _field(name: str) -> str:
-    """``"g_params['Dense_0']['kernel']"`` -> ``"g_params"``, ``"metrics['d_loss']"`` -> ``"metrics"``."""
-    return name.split("[")[0].split(".")[0]
-
-
 def _mismatches(
     actual: dict[str, np.ndarray], reference: dict[str, np.ndarray]
 ) -> dict[str, float]:
-    """``{leaf: max abs diff}`` for the leaves of ``actual`` outside the tolerance (empty: all match).
-
-    ``actual`` leaves may carry a leading device axis (``pmap``): every replica must match.
-    """
-    assert actual.keys() == reference.keys()
-    failures = {}
-    for name, ref in reference.items():
-        value = actual[name]
-        assert value.shape in (ref.shape, (NUM_DEVICES, *ref.shape)), name
-        ref = np.broadcast_to(ref, value.shape)
-        if np.issubdtype(ref.dtype, np.floating):
-            scale = float(np.abs(ref).max()) if ref.size else 0.0
-            ok = np.allclose(value, ref, rtol=RTOL, atol=ATOL * scale)
-        else:
-            ok = np.array_equal(value, ref)
-        if not ok:
-            failures[name] = float(np.abs(value.astype(np.float64) - ref.astype(np.float64)).max())
-    return failures
+    """``{leaf: max abs diff}`` for the leaves of ``actual`` outside the tolerance (empty: all match)."""
+    compared = compare_leaves(actual, reference)
+    return {name: diff for name, (diff, ok) in compared.items() if not ok}
 
 
 def _assert_matches_reference(
@@ -135,12 +85,12 @@ def _assert_matches_reference(
     metrics: tuple[str, ...],
 ) -> None:
     out_dir, report = multidevice_run
-    reference = _load(out_dir, model, "reference")
-    compared = {_field(name) for name in reference}
+    reference = load_leaves(out_dir / f"{model}_reference.npz")
+    compared = {field_of(name) for name in reference}
     expected = set(fields) | {"metrics"}
     assert expected <= compared, f"not compared: {sorted(expected - compared)}"
     assert {f"metrics[{m!r}]" for m in metrics} <= reference.keys()
-    failures = _mismatches(_load(out_dir, model, mode), reference)
+    failures = _mismatches(load_leaves(out_dir / f"{model}_{mode}.npz"), reference)
     assert not failures, (
         f"{model} step under {mode} differs from the single-device step:\n"
         + "\n".join(f"{name}: max abs diff {diff:.3g}" for name, diff in failures.items())
@@ -179,10 +129,9 @@ def test_one_device_shard_alone_is_far_outside_the_tolerance(
     So the tolerance does tell the global-batch update from a per-device one.
     """
     out_dir, _ = multidevice_run
-    reference = _load(out_dir, model, "reference")
-    mismatched = {
-        _field(name) for name in _mismatches(_load(out_dir, model, "one_shard"), reference)
-    }
+    reference = load_leaves(out_dir / f"{model}_reference.npz")
+    one_shard = load_leaves(out_dir / f"{model}_one_shard.npz")
+    mismatched = {field_of(name) for name in _mismatches(one_shard, reference)}
     assert {"metrics", "params" if model == "classifier" else "g_params"} <= mismatched
     if model == "gan":
         assert {"d_params", "ema_g_params", "g_batch_stats", "d_batch_stats"} <= mismatched
