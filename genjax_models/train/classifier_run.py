@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -43,6 +43,15 @@ def _init_state(config: ClassifierConfig, optim: OptimConfig, seed: int) -> Trai
     return init_train_state(jax.random.PRNGKey(seed), make_classifier(config), adam(optim), example)
 
 
+def _padded_chunks(*arrays: np.ndarray) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Yields ``(rows, chunks)``: consecutive ``EVAL_BATCH``-row slices of ``arrays``, the last
+    zero-padded to ``EVAL_BATCH`` rows so a jitted function sees one shape and compiles once."""
+    for start in range(0, len(arrays[0]), EVAL_BATCH):
+        chunks = [a[start : start + EVAL_BATCH] for a in arrays]
+        pad = [(0, EVAL_BATCH - len(chunks[0]))]
+        yield len(chunks[0]), [np.pad(c, pad + [(0, 0)] * (c.ndim - 1)) for c in chunks]
+
+
 def evaluate_classifier(
     model: CNNClassifier, state: TrainState, images: np.ndarray, labels: np.ndarray
 ) -> dict[str, float]:
@@ -52,16 +61,9 @@ def evaluate_classifier(
     """
     eval_step = jax.jit(make_classifier_eval_step(model))
     totals = {"loss": 0.0, "accuracy": 0.0}
-    for start in range(0, len(images), EVAL_BATCH):
-        chunk = slice(start, start + EVAL_BATCH)
-        n = len(images[chunk])
-        pad = EVAL_BATCH - n
-        batch = {
-            "image": np.pad(images[chunk], ((0, pad), (0, 0), (0, 0), (0, 0))),
-            "label": np.pad(labels[chunk], (0, pad)),
-        }
+    for n, (image, label) in _padded_chunks(images, labels):
         mask = np.arange(EVAL_BATCH) < n
-        sums = eval_step(state, {**batch, "mask": mask})
+        sums = eval_step(state, {"image": image, "label": label, "mask": mask})
         for name in totals:
             totals[name] += float(sums[name])
     return {"accuracy": totals["accuracy"] / len(images), "log_loss": totals["loss"] / len(images)}
@@ -75,12 +77,10 @@ def classify(
         lambda s, x: model.apply({"params": s.params}, x, train=False, return_features=True)
     )
     probabilities, features = [], []
-    for start in range(0, len(images), EVAL_BATCH):
-        chunk = images[start : start + EVAL_BATCH]
-        pad = EVAL_BATCH - len(chunk)
-        logits, feats = apply(state, np.pad(chunk, ((0, pad), (0, 0), (0, 0), (0, 0))))
-        probabilities.append(np.asarray(jax.nn.softmax(logits))[: len(chunk)])
-        features.append(np.asarray(feats)[: len(chunk)])
+    for n, (chunk,) in _padded_chunks(images):
+        logits, feats = apply(state, chunk)
+        probabilities.append(np.asarray(jax.nn.softmax(logits))[:n])
+        features.append(np.asarray(feats)[:n])
     return np.concatenate(probabilities), np.concatenate(features)
 
 
