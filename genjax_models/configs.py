@@ -102,6 +102,109 @@ class ClassifierConfig:
         _check_choice(self, "dtype", COMPUTE_DTYPES)
 
 
+POSITION_KINDS = ("sinusoidal", "learned")
+ACTIVATIONS = ("relu", "gelu")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Encoder-decoder Transformer (Vaswani et al. 2017) with pre-LayerNorm blocks.
+
+    ``vocab_size`` includes the special ids PAD=0, BOS=1, EOS=2 (259 for the byte tokenizer).
+    ``max_len`` bounds source and target lengths (positions and the decoding cache). Parameters
+    are float32; ``dtype`` is the compute dtype (softmax, logits and the loss stay float32).
+    ``share_embeddings`` ties the encoder input, decoder input and output projection to one
+    embedding table (the vocabularies are shared).
+    """
+
+    vocab_size: int = 259
+    d_model: int = 256
+    num_heads: int = 4
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 3
+    mlp_dim: int = 1024
+    max_len: int = 128
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    label_smoothing: float = 0.1
+    positions: str = "sinusoidal"
+    activation: str = "relu"
+    share_embeddings: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _check_positive_int(
+            self,
+            "vocab_size",
+            "d_model",
+            "num_heads",
+            "num_encoder_layers",
+            "num_decoder_layers",
+            "mlp_dim",
+            "max_len",
+        )
+        if self.vocab_size < 4:
+            _fail(type(self), "vocab_size", self.vocab_size, "at least 4 (PAD, BOS, EOS + 1)")
+        if self.d_model % self.num_heads:
+            _fail(
+                type(self),
+                "num_heads",
+                self.num_heads,
+                f"a divisor of d_model={self.d_model} (e.g. {_divisor_hint(self.d_model)})",
+            )
+        for name in ("dropout_rate", "attention_dropout_rate", "label_smoothing"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                _fail(type(self), name, value, "a float in [0, 1)")
+        _check_choice(self, "positions", POSITION_KINDS)
+        _check_choice(self, "activation", ACTIVATIONS)
+        _check_choice(self, "dtype", COMPUTE_DTYPES)
+        if not isinstance(self.share_embeddings, bool):
+            _fail(type(self), "share_embeddings", self.share_embeddings, "true or false")
+
+    @property
+    def head_dim(self) -> int:
+        """``d_model // num_heads``."""
+        return self.d_model // self.num_heads
+
+
+def _divisor_hint(n: int) -> int:
+    return max(h for h in (1, 2, 4, 8, 16) if n % h == 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerOptimConfig:
+    """AdamW with linear warm-up then inverse-square-root decay (Vaswani et al. 2017).
+
+    ``lr(step) = learning_rate * min((step + 1) / warmup_steps, sqrt(warmup_steps / (step + 1)))``:
+    the peak ``learning_rate`` is reached at ``warmup_steps``. ``weight_decay=0`` is Adam.
+    ``clip_norm`` clips the global gradient norm (0 disables clipping).
+    """
+
+    learning_rate: float = 1e-3
+    warmup_steps: int = 500
+    b1: float = 0.9
+    b2: float = 0.98
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
+            _fail(type(self), "learning_rate", self.learning_rate, "a positive float")
+        _check_positive_int(self, "warmup_steps")
+        for name in ("b1", "b2"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                _fail(type(self), name, value, "a float in [0, 1)")
+        if not isinstance(self.eps, (int, float)) or not self.eps > 0:
+            _fail(type(self), "eps", self.eps, "a positive float")
+        for name in ("weight_decay", "clip_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                _fail(type(self), name, value, "a float >= 0")
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """Adam hyper-parameters; the defaults are the DCGAN paper's (lr 2e-4, b1 0.5)."""

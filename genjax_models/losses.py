@@ -55,3 +55,37 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.mean(
         optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
     )
+
+
+def smoothed_token_cross_entropy(
+    logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0
+) -> tuple[jax.Array, jax.Array]:
+    """Per-token label-smoothed loss and plain NLL, without a one-hot of the vocabulary.
+
+    The smoothed target puts ``1 - eps`` on the true token and ``eps / (V - 1)`` on every other
+    one. The loss is the KL divergence from that target to ``softmax(logits)`` (cross-entropy
+    minus the target's entropy, as in Flax's WMT example), so a perfect model scores 0. Computed as
+    ``lse - (c - l) * z_t - l * sum_v z_v - const`` with ``c = 1 - eps``, ``l = eps / (V - 1)``: one
+    ``logsumexp``, one gather and one sum over the vocabulary, no ``[..., V]`` one-hot array.
+
+    Args:
+      logits: float[..., V] (upcast to float32).
+      targets: int32[...] token ids.
+      label_smoothing: ``eps`` in [0, 1).
+
+    Returns:
+      ``(loss, nll)``: float32[...] each; ``nll = -log p(target)``.
+    """
+    logits = logits.astype(jnp.float32)
+    vocab = logits.shape[-1]
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    nll = lse - target_logit
+    if label_smoothing == 0.0:
+        return nll, nll
+    confidence = 1.0 - label_smoothing
+    low = label_smoothing / (vocab - 1)
+    entropy = -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low))
+    # -sum_v soft_v * (z_v - lse) = lse - (c - l) * z_t - l * sum_v z_v   (sum_v soft_v = 1)
+    cross_entropy = lse - (confidence - low) * target_logit - low * jnp.sum(logits, axis=-1)
+    return cross_entropy - entropy, nll

@@ -71,8 +71,11 @@ def step_rng(state: TrainState | GANState) -> jax.Array:
     return jax.random.fold_in(state.rng, state.step)
 
 
-def _init_variables(module: nn.Module, key: jax.Array, example: jax.Array) -> tuple[PyTree, PyTree]:
-    variables = jax.jit(lambda k, x: module.init(k, x, train=False))(key, example)
+def _init_variables(
+    module: nn.Module, key: jax.Array, example: jax.Array | tuple[jax.Array, ...]
+) -> tuple[PyTree, PyTree]:
+    examples = example if isinstance(example, tuple) else (example,)
+    variables = jax.jit(lambda k, xs: module.init(k, *xs, train=False))(key, examples)
     return variables["params"], variables.get("batch_stats", {})
 
 
@@ -119,9 +122,16 @@ def init_gan_state(
 
 
 def init_train_state(
-    rng: jax.Array, model: nn.Module, tx: optax.GradientTransformation, example_input: jax.Array
+    rng: jax.Array,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    example_input: jax.Array | tuple[jax.Array, ...],
 ) -> TrainState:
-    """Initialises a :class:`TrainState` for ``model(example_input, train=...)``."""
+    """Initialises a :class:`TrainState` for ``model(example_input, train=...)``.
+
+    A tuple ``example_input`` gives several positional inputs, e.g. ``(inputs, targets)`` of an
+    encoder-decoder.
+    """
     init_key, run_key = jax.random.split(rng)
     params, batch_stats = _init_variables(model, init_key, example_input)
     return TrainState(

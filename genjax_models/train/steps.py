@@ -37,13 +37,13 @@ Metrics = dict[str, jax.Array]
 Step = Callable[..., tuple[Any, Metrics]]
 
 
-def _mean_over(axis_name: str | None) -> Callable[[PyTree], PyTree]:
+def mean_over(axis_name: str | None) -> Callable[[PyTree], PyTree]:
     if axis_name is None:
         return lambda tree: tree
     return lambda tree: lax.pmean(tree, axis_name)
 
 
-def _varying(tree: PyTree, axis_name: str | None) -> PyTree:
+def as_varying(tree: PyTree, axis_name: str | None) -> PyTree:
     """Marks replicated params device-varying so ``grad`` gives the local (unsummed) gradient."""
     if axis_name is None:
         return tree
@@ -128,7 +128,7 @@ def make_gan_step(
     def gan_step(
         state: GANState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
     ) -> tuple[GANState, Metrics]:
-        mean = _mean_over(axis_name)
+        mean = mean_over(axis_name)
         real = batch["image"]
         batch_size = real.shape[0]
         g_params, d_params = state.g_params, state.d_params
@@ -155,12 +155,12 @@ def make_gan_step(
             else:  # keep the vjp of this forward for the generator update
                 fake, g_vjp, g_stats = jax.vjp(
                     lambda p, k=critic_keys[i]: generate(p, k),
-                    _varying(g_params, axis_name),
+                    as_varying(g_params, axis_name),
                     has_aux=True,
                 )
             (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
                 d_loss_fn, has_aux=True
-            )(_varying(d_params, axis_name), fake)
+            )(as_varying(d_params, axis_name), fake)
             d_grads, d_stats = mean((d_grads, d_stats))
             updates, d_opt_state = state.d_tx.update(d_grads, d_opt_state, d_params)
             d_params = optax.apply_updates(d_params, updates)
@@ -215,14 +215,14 @@ def make_classifier_step(model: nn.Module) -> Step:
         state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
     ) -> tuple[TrainState, Metrics]:
         del rng  # the classifier is deterministic (no dropout)
-        mean = _mean_over(axis_name)
+        mean = mean_over(axis_name)
 
         def loss_fn(p: PyTree) -> tuple[jax.Array, Any]:
             logits, stats = _apply_train(model, p, state.batch_stats, batch["image"])
             return classification_loss(logits, batch["label"]), (stats, logits)
 
         (loss, (stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            _varying(state.params, axis_name)
+            as_varying(state.params, axis_name)
         )
         grads, stats = mean((grads, stats))
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)

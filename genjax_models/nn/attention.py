@@ -1,0 +1,217 @@
+"""Multi-head dot-product attention with padding, causal and segment masks, and a KV cache.
+
+Masks are boolean, ``True`` where a query may attend to a key, shaped ``bool[batch, 1, q_len,
+k_len]`` (broadcast over heads). Segment ids describe both padding and packing: a token with
+segment id 0 is padding, and tokens attend only to keys of the same (non-zero) segment, so several
+examples packed into one row never see each other. Attention logits and the softmax are float32
+whatever the compute dtype. A fully masked query row (a padding query) gets uniform weights instead
+of NaN; its output is garbage by design and must be masked out of any loss.
+
+Incremental decoding (``decode=True``) keeps a ``"cache"`` collection: the first call, made with
+the full-length target shape, only creates the cache (zeros, plus the cross-attention keys and
+values of the encoder output, computed once); every later call takes one token per sequence,
+writes its key/value at ``cache_index`` and attends to positions ``<= cache_index``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+MASKED_LOGIT = -1e30
+"""Attention logit of a masked key (finite, so an all-masked row is uniform, not NaN)."""
+
+ATTENTION_INIT = nn.initializers.xavier_uniform()
+
+
+def attention_mask(
+    query_segments: jax.Array, key_segments: jax.Array, *, causal: bool = False
+) -> jax.Array:
+    """``bool[batch, 1, q_len, k_len]``: same non-zero segment (and ``k <= q`` when causal).
+
+    Args:
+      query_segments: int32[batch, q_len] segment id of each query token (0 = padding).
+      key_segments: int32[batch, k_len] segment id of each key token (0 = padding).
+      causal: also forbid attending to later positions (decoder self-attention).
+    """
+    mask = (query_segments[:, :, None] == key_segments[:, None, :]) & (key_segments[:, None, :] > 0)
+    if causal:
+        q_len, k_len = query_segments.shape[1], key_segments.shape[1]
+        mask &= jnp.arange(q_len)[:, None] >= jnp.arange(k_len)[None, :]
+    return mask[:, None, :, :]
+
+
+def dot_product_attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array | None,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
+) -> jax.Array:
+    """Scaled dot-product attention, softmax in float32.
+
+    Args:
+      query: [batch, q_len, heads, head_dim] in the compute dtype.
+      key, value: [batch, k_len, heads, head_dim].
+      mask: bool broadcastable to [batch, heads, q_len, k_len], or None (attend everywhere).
+      dropout_rate: dropout on the attention weights (needs ``dropout_rng``).
+
+    Returns:
+      [batch, q_len, heads, head_dim] in the dtype of ``value``.
+    """
+    query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+    if mask is not None:
+        logits = jnp.where(mask, logits, MASKED_LOGIT)
+    weights = jax.nn.softmax(logits, axis=-1)
+    if dropout_rate > 0.0 and dropout_rng is not None:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
+        weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(value.dtype), value)
+
+
+def _heads(num_heads: int, features: int) -> tuple[int, int]:
+    if features % num_heads:
+        raise ValueError(f"features={features} is not divisible by num_heads={num_heads}")
+    return num_heads, features // num_heads
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection and an optional KV cache.
+
+    The query/key/value projections have no bias (as in T5 and PaLM): a key bias only adds a
+    per-query constant to the logits, which the softmax ignores, so its gradient is pure round-off
+    that Adam would amplify into full-size updates. The output projection has a bias.
+
+    Attributes:
+      num_heads: number of heads; the feature size must be divisible by it.
+      dtype: compute dtype (params are float32).
+      dropout_rate: dropout on the attention weights.
+    """
+
+    num_heads: int
+    dtype: Any = jnp.float32
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        mask: jax.Array | None,
+        *,
+        deterministic: bool = True,
+        decode: bool = False,
+    ) -> jax.Array:
+        """``x: [batch, length, features]`` -> ``[batch, length, features]``.
+
+        With ``decode=True`` and an existing cache, ``length`` must be 1 and ``mask`` is ignored
+        (the token attends to every cached position up to its own: causal by construction).
+        """
+        features = x.shape[-1]
+        heads, head_dim = _heads(self.num_heads, features)
+        qkv = nn.DenseGeneral(
+            (3, heads, head_dim),
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=ATTENTION_INIT,
+            name="qkv",
+        )(x)  # (B, L, 3, H, Dh)
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if decode:
+            key, value, mask = self._update_cache(key, value, mask)
+        dropout_rng = None
+        if not deterministic and self.dropout_rate > 0.0:
+            dropout_rng = self.make_rng("dropout")
+        out = dot_product_attention(
+            query, key, value, mask, dropout_rate=self.dropout_rate, dropout_rng=dropout_rng
+        )
+        return nn.DenseGeneral(
+            features, axis=(-2, -1), dtype=self.dtype, kernel_init=ATTENTION_INIT, name="out"
+        )(out)
+
+    def _update_cache(
+        self, key: jax.Array, value: jax.Array, mask: jax.Array | None
+    ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        initialised = self.has_variable("cache", "cached_key")
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+        index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+        if not initialised:  # the cache-creating call: plain attention over the given tokens
+            return key, value, mask
+        if key.shape[1] != 1:
+            raise ValueError(f"cached decoding takes one token per call, got length {key.shape[1]}")
+        i = index.value
+        cached_key.value = lax.dynamic_update_slice(cached_key.value, key, (0, i, 0, 0))
+        cached_value.value = lax.dynamic_update_slice(cached_value.value, value, (0, i, 0, 0))
+        index.value = i + 1
+        max_len = cached_key.value.shape[1]
+        step_mask = (jnp.arange(max_len) <= i)[None, None, None, :]  # (1, 1, 1, max_len)
+        return cached_key.value, cached_value.value, step_mask
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from decoder queries to the encoder output.
+
+    In decode mode the projected encoder keys/values are computed once, by the cache-creating
+    call, and read from the ``"cache"`` collection afterwards (``encoded`` may then be None).
+    """
+
+    num_heads: int
+    dtype: Any = jnp.float32
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        encoded: jax.Array | None,
+        mask: jax.Array | None,
+        *,
+        deterministic: bool = True,
+        decode: bool = False,
+    ) -> jax.Array:
+        """``x: [batch, q_len, features]``, ``encoded: [batch, k_len, features]`` -> like ``x``."""
+        features = x.shape[-1]
+        heads, head_dim = _heads(self.num_heads, features)
+        query = nn.DenseGeneral(
+            (heads, head_dim),
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=ATTENTION_INIT,
+            name="query",
+        )(x)
+        project = nn.DenseGeneral(
+            (2, heads, head_dim),
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=ATTENTION_INIT,
+            name="key_value",
+        )
+        if decode and self.has_variable("cache", "cross_key_value"):
+            key_value = self.get_variable("cache", "cross_key_value")
+        else:
+            if encoded is None:
+                raise ValueError("CrossAttention needs `encoded` unless its cache exists")
+            key_value = project(encoded)  # (B, S, 2, H, Dh)
+            if decode:
+                self.put_variable("cache", "cross_key_value", key_value)
+        dropout_rng = None
+        if not deterministic and self.dropout_rate > 0.0:
+            dropout_rng = self.make_rng("dropout")
+        out = dot_product_attention(
+            query,
+            key_value[:, :, 0],
+            key_value[:, :, 1],
+            mask,
+            dropout_rate=self.dropout_rate,
+            dropout_rng=dropout_rng,
+        )
+        return nn.DenseGeneral(
+            features, axis=(-2, -1), dtype=self.dtype, kernel_init=ATTENTION_INIT, name="out"
+        )(out)

@@ -1,0 +1,121 @@
+"""Pure steps for token sequences: teacher-forced seq2seq training and its eval step.
+
+Batches (``int32`` numpy or jax arrays, Flax-WMT field names):
+  ``inputs: [batch, src_len]``, ``targets: [batch, tgt_len]`` (each example ends with EOS, then
+  PAD = 0); for packed rows also ``inputs_segmentation``, ``targets_segmentation`` (1, 2, ... per
+  example, 0 = padding) and ``inputs_position``, ``targets_position`` (restarting at 0).
+
+The loss is normalised by the number of real target tokens in the *global* batch: with
+``axis_name`` set each device divides its token sum by the mean token count over devices, so the
+``pmean`` of the gradients equals one device's gradient on the whole batch even when devices hold
+different numbers of real tokens. Dropout keys are ``fold_in(step_key, device_index)`` under an
+axis (so devices draw different masks); only dropout-free models give the single-device result
+bit-for-bit across device counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from genjax_models.losses import smoothed_token_cross_entropy
+from genjax_models.models.transformer import PAD_ID
+from genjax_models.train.state import PyTree, TrainState
+from genjax_models.train.steps import Batch, Metrics, Step, as_varying, mean_over
+
+PACKING_FIELDS = (
+    "inputs_segmentation",
+    "targets_segmentation",
+    "inputs_position",
+    "targets_position",
+)
+
+
+def target_weights(batch: Batch) -> jax.Array:
+    """float32[batch, tgt_len]: 1 for real target tokens, 0 for padding."""
+    if "targets_segmentation" in batch:
+        return (batch["targets_segmentation"] > 0).astype(jnp.float32)
+    return (batch["targets"] != PAD_ID).astype(jnp.float32)
+
+
+def _forward(model: nn.Module, params: PyTree, batch: Batch, **kwargs: Any) -> jax.Array:
+    packing = {name: batch[name] for name in PACKING_FIELDS if name in batch}
+    return model.apply({"params": params}, batch["inputs"], batch["targets"], **packing, **kwargs)
+
+
+def _token_sums(
+    logits: jax.Array, targets: jax.Array, weights: jax.Array, label_smoothing: float
+) -> dict[str, jax.Array]:
+    loss, nll = smoothed_token_cross_entropy(logits, targets, label_smoothing)
+    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+    return {
+        "loss": jnp.sum(loss * weights),
+        "nll": jnp.sum(nll * weights),
+        "accuracy": jnp.sum(correct * weights),
+    }
+
+
+def make_seq2seq_step(model: nn.Module, label_smoothing: float | None = None) -> Step:
+    """Builds ``seq2seq_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
+
+    Teacher forcing: the model (an ``EncoderDecoder``) feeds ``shift_right(targets)`` to the
+    decoder. ``label_smoothing`` defaults to ``model.config.label_smoothing``.
+    Metrics (float32 scalars, per real target token): ``loss`` (label-smoothed, the optimised
+    objective), ``nll`` (plain cross-entropy), ``accuracy`` (teacher-forced token accuracy) and
+    ``tokens`` (real target tokens in the global batch).
+    """
+    if label_smoothing is None:
+        label_smoothing = model.config.label_smoothing
+
+    def seq2seq_step(
+        state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
+    ) -> tuple[TrainState, Metrics]:
+        mean = mean_over(axis_name)
+        weights = target_weights(batch)
+        tokens = mean(jnp.sum(weights))  # global count / number of devices
+        normaliser = jnp.maximum(tokens, 1.0)
+        if axis_name is not None:
+            rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
+
+        def loss_fn(params: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
+            logits = _forward(model, params, batch, train=True, rngs={"dropout": rng})
+            sums = _token_sums(logits, batch["targets"], weights, label_smoothing)
+            return sums["loss"] / normaliser, sums
+
+        (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            as_varying(state.params, axis_name)
+        )
+        grads = mean(grads)
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {name: value / normaliser for name, value in sums.items()}
+        metrics["tokens"] = tokens
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        metrics = mean(metrics)
+        if axis_name is not None:
+            metrics["tokens"] = metrics["tokens"] * lax.psum(1, axis_name)
+        return new_state, metrics
+
+    return seq2seq_step
+
+
+def make_seq2seq_eval_step(model: nn.Module, label_smoothing: float | None = None):
+    """``eval_step(state, batch) -> {"loss", "nll", "accuracy", "tokens"}`` summed over tokens.
+
+    Sums, not means, so callers add up batches exactly and divide by ``tokens`` at the end.
+    """
+    if label_smoothing is None:
+        label_smoothing = model.config.label_smoothing
+
+    def eval_step(state: TrainState, batch: Batch) -> Metrics:
+        weights = target_weights(batch)
+        logits = _forward(model, state.params, batch, train=False)
+        sums = _token_sums(logits, batch["targets"], weights, label_smoothing)
+        return {**sums, "tokens": jnp.sum(weights)}
+
+    return eval_step
