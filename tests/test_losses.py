@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -58,3 +59,21 @@ def test_classification_loss_is_mean_cross_entropy() -> None:
     labels = jnp.array([0, 0])
     expected = (-math.log(math.exp(2) / (math.exp(2) + 1)) - math.log(1 / (1 + math.e))) / 2
     assert float(classification_loss(logits, labels)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_smoothed_token_cross_entropy_matches_one_hot_reference() -> None:
+    """KL(smoothed one-hot || softmax) per token, written the slow way with a one-hot."""
+    from genjax_models.losses import smoothed_token_cross_entropy
+
+    logits = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 7)) * 3.0
+    targets = jax.random.randint(jax.random.PRNGKey(1), (3, 5), 0, 7)
+    eps, vocab = 0.1, 7
+    loss, nll = smoothed_token_cross_entropy(logits, targets, eps)
+    one_hot = jax.nn.one_hot(targets, vocab)
+    soft = one_hot * (1 - eps) + (1 - one_hot) * eps / (vocab - 1)
+    log_probs = jax.nn.log_softmax(logits)
+    np.testing.assert_allclose(loss, jnp.sum(soft * (jnp.log(soft) - log_probs), -1), atol=2e-6)
+    np.testing.assert_allclose(nll, -jnp.sum(one_hot * log_probs, -1), atol=2e-6)
+    plain, plain_nll = smoothed_token_cross_entropy(logits, targets, 0.0)
+    np.testing.assert_array_equal(plain, plain_nll)
+    np.testing.assert_allclose(plain, nll, atol=1e-6)
