@@ -1,6 +1,8 @@
-"""Evaluation metrics: accuracy, Frechet distance on classifier features, recognisable rate."""
+"""Evaluation metrics: accuracy, Frechet distance, recognisable rate, BLEU and exact match."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -45,3 +47,29 @@ def recognisable_rate(probabilities: np.ndarray, threshold: float = 0.9) -> floa
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of ``argmax(logits: float[n, classes])`` equal to ``labels: int[n]``."""
     return float(np.mean(np.argmax(np.asarray(logits), -1) == np.asarray(labels)))
+
+
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU (0-100) of detokenized strings with sacrebleu's default ``13a`` tokenization.
+
+    One reference per hypothesis. The same number ``sacrebleu`` prints on the command line.
+    """
+    import sacrebleu  # lazy: only evaluation needs it
+
+    _check_pairs(hypotheses, references)
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
+
+
+def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Fraction of hypotheses equal to their reference after stripping surrounding whitespace."""
+    _check_pairs(hypotheses, references)
+    same = [h.strip() == r.strip() for h, r in zip(hypotheses, references, strict=True)]
+    return sum(same) / len(same)
+
+
+def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
+    if len(hypotheses) != len(references) or not references:
+        raise ValueError(
+            f"got {len(hypotheses)} hypotheses and {len(references)} references: "
+            "expected the same non-zero number"
+        )

@@ -40,3 +40,20 @@ def test_recognisable_rate_and_accuracy() -> None:
     probs = np.array([[0.95, 0.05], [0.6, 0.4], [0.02, 0.98], [0.5, 0.5]])
     assert recognisable_rate(probs, threshold=0.9) == 0.5
     assert accuracy(np.log(probs), np.array([0, 1, 1, 0])) == 0.75
+
+
+def test_corpus_bleu_matches_sacrebleu_and_bounds() -> None:
+    import sacrebleu
+
+    from genjax_models.metrics import corpus_bleu, exact_match
+
+    refs = ["quatre cent douze", "mille deux cent trente-quatre", "sept"]
+    assert corpus_bleu(refs, refs) == pytest.approx(100.0)
+    hyps = ["quatre cent treize", "mille deux cent trente-quatre", "huit"]
+    expected = sacrebleu.corpus_bleu(hyps, [refs]).score
+    assert corpus_bleu(hyps, refs) == pytest.approx(expected)
+    assert 0.0 < corpus_bleu(hyps, refs) < 100.0
+    assert exact_match(hyps, refs) == pytest.approx(1 / 3)
+    assert exact_match([" sept "], ["sept"]) == 1.0
+    with pytest.raises(ValueError, match="2 hypotheses and 3 references"):
+        exact_match(hyps[:2], refs)
