@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from genjax_models.configs import TransformerConfig
 from genjax_models.nn.attention import attention_mask
 from genjax_models.nn.blocks import TransformerBlock
+from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
 from genjax_models.nn.mlp import DENSE_INIT
 
@@ -81,7 +82,7 @@ class Encoder(nn.Module):
         if embed is None:
             embed = token_embedding(cfg.vocab_size, cfg.d_model, dtype, "embed")
         x = embed(inputs) + PositionEmbedding(cfg.max_len, cfg.d_model, cfg.positions)(positions)
-        x = nn.Dropout(cfg.dropout_rate)(x.astype(dtype), deterministic=not train)
+        x = Dropout(cfg.dropout_rate)(x.astype(dtype), deterministic=not train)
         mask = attention_mask(segments, segments)
         for block in _stack(
             cfg, cross_attention=False, prefix="layer", count=cfg.num_encoder_layers
@@ -129,7 +130,7 @@ class Decoder(nn.Module):
                 cross_mask = (encoder_segments > 0)[:, None, None, :]
         x = embed(decoder_inputs)
         x = x + PositionEmbedding(cfg.max_len, cfg.d_model, cfg.positions)(positions)
-        x = nn.Dropout(cfg.dropout_rate)(x.astype(dtype), deterministic=not train)
+        x = Dropout(cfg.dropout_rate)(x.astype(dtype), deterministic=not train)
         for block in _stack(
             cfg, cross_attention=True, prefix="layer", count=cfg.num_decoder_layers
         ):

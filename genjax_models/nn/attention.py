@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from genjax_models.nn.dropout import dropout
+
 MASKED_LOGIT = -1e30
 """Attention logit of a masked key (finite, so an all-masked row is uniform, not NaN)."""
 
@@ -71,8 +73,7 @@ def dot_product_attention(
         logits = jnp.where(mask, logits, MASKED_LOGIT)
     weights = jax.nn.softmax(logits, axis=-1)
     if dropout_rate > 0.0 and dropout_rng is not None:
-        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
-        weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+        weights = dropout(dropout_rng, weights, dropout_rate)
     return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(value.dtype), value)
 
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax_models.nn.attention import CrossAttention, SelfAttention
+from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.mlp import MlpBlock
 
 
@@ -54,7 +55,7 @@ class TransformerBlock(nn.Module):
         """
 
         def residual(branch: jax.Array) -> jax.Array:
-            return nn.Dropout(self.dropout_rate)(branch, deterministic=deterministic)
+            return Dropout(self.dropout_rate)(branch, deterministic=deterministic)
 
         def norm(name: str) -> jax.Array:
             return nn.LayerNorm(dtype=jnp.float32, name=name)(x).astype(self.dtype)

@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax_models.nn.dropout import Dropout
+
 ACTIVATION_FUNCTIONS = {"relu": nn.relu, "gelu": nn.gelu}
 DENSE_INIT = nn.initializers.xavier_uniform()
 
@@ -37,5 +39,5 @@ class MlpBlock(nn.Module):
         features = x.shape[-1]
         h = nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=DENSE_INIT, name="wi")(x)
         h = ACTIVATION_FUNCTIONS[self.activation](h)
-        h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
         return nn.Dense(features, dtype=self.dtype, kernel_init=DENSE_INIT, name="wo")(h)
