@@ -31,9 +31,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _add_train_flags(parser: argparse.ArgumentParser, *, steps: int) -> None:
+def _add_train_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    steps: int,
+    dataset: str = "digits",
+    kind: str = "image",
+    example: str = "base_width=32",
+) -> None:
     parser.add_argument(
-        "--dataset", default="digits", help="TFDS image dataset (default: digits, offline)"
+        "--dataset", default=dataset, help=f"TFDS {kind} dataset (default: {dataset}, offline)"
     )
     parser.add_argument(
         "--data-dir",
@@ -73,7 +80,7 @@ def _add_train_flags(parser: argparse.ArgumentParser, *, steps: int) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a model config field, e.g. --set base_width=32 (repeatable)",
+        help=f"override a model or optimizer config field, e.g. --set {example} (repeatable)",
     )
 
 
@@ -91,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--loss", choices=["non_saturating", "minimax", "hinge"], default=None)
     classifier = train.add_parser("classifier", help="CNN classifier p(y|x)")
     _add_train_flags(classifier, steps=1000)
+    seq2seq = train.add_parser("seq2seq", help="encoder-decoder Transformer (translation)")
+    _add_train_flags(
+        seq2seq, steps=3000, dataset="number_words/en_fr", kind="translation", example="d_model=128"
+    )
 
     sample = commands.add_parser("sample", help="write a grid of samples").add_subparsers(
         dest="model", required=True, parser_class=_Parser
@@ -118,7 +129,33 @@ def build_parser() -> argparse.ArgumentParser:
     eval_gan.add_argument(
         "--classifier-steps", type=int, default=600, help="steps when training that classifier"
     )
+    eval_seq2seq = evaluate.add_parser("seq2seq", help="BLEU and exact match of translations")
+    eval_seq2seq.add_argument("--workdir", required=True)
+    eval_seq2seq.add_argument(
+        "--split", default="test", help="dataset split to translate (default test)"
+    )
+    _add_decoding_flags(eval_seq2seq)
+    eval_seq2seq.add_argument("--data-dir", default=None)
+    eval_seq2seq.add_argument(
+        "--limit", type=int, default=None, help="translate only the first N examples"
+    )
+
+    translate = commands.add_parser(
+        "translate", help="translate text with a seq2seq run (lines from stdin if no TEXT)"
+    )
+    translate.add_argument("--workdir", required=True)
+    translate.add_argument("text", nargs="*", help="text to translate (default: read stdin)")
+    _add_decoding_flags(translate)
     return parser
+
+
+def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--beam-size", type=int, default=1, help="1 = greedy (default), >1 = beam search"
+    )
+    parser.add_argument(
+        "--length-penalty", type=float, default=0.6, help="beam search GNMT alpha (default 0.6)"
+    )
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
@@ -147,7 +184,13 @@ def _run_train(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         parallel=parallel,
     )
-    if args.model == "gan":
+    if args.model == "seq2seq":
+        from genjax_models.configs import TransformerConfig, TransformerOptimConfig, override_all
+        from genjax_models.train import train_seq2seq
+
+        config, optim = override_all((TransformerConfig(), TransformerOptimConfig()), args.set)
+        train_seq2seq(config, train, optim=optim, **common)
+    elif args.model == "gan":
         config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
         train_gan(override(config, args.set), train, **common)
     else:
@@ -178,13 +221,49 @@ def _run_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _run_eval_or_translate_seq2seq(args: argparse.Namespace) -> None:
+    from genjax_models.train import evaluate_seq2seq, load_seq2seq, translate_texts
+
+    if args.beam_size < 1:
+        raise UsageError(f"--beam-size {args.beam_size} is invalid: expected an integer >= 1")
+    if args.command == "eval":
+        if args.limit is not None and args.limit < 1:
+            raise UsageError(f"--limit {args.limit} is invalid: expected an integer >= 1")
+        result = evaluate_seq2seq(
+            args.workdir,
+            split=args.split,
+            beam_size=args.beam_size,
+            length_penalty=args.length_penalty,
+            data_dir=args.data_dir,
+            limit=args.limit,
+        )
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise UsageError("nothing to translate: give TEXT arguments or lines on stdin")
+    run = load_seq2seq(args.workdir)
+    for translation in translate_texts(
+        run.model,
+        run.state.params,
+        run.tokenizer,
+        texts,
+        beam_size=args.beam_size,
+        length_penalty=args.length_penalty,
+    ):
+        print(translation)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genjax-models`` console script; returns the exit status."""
     from genjax_models.train.loop import TrainingInterrupted
 
     try:
         args = build_parser().parse_args(argv)
-        {"train": _run_train, "sample": _run_sample, "eval": _run_eval}[args.command](args)
+        if args.command == "translate" or (args.command == "eval" and args.model == "seq2seq"):
+            _run_eval_or_translate_seq2seq(args)
+        else:
+            {"train": _run_train, "sample": _run_sample, "eval": _run_eval}[args.command](args)
     except TrainingInterrupted as stop:
         print(f"genjax-models: {stop}", file=sys.stderr)
         return EXIT_INTERRUPTED

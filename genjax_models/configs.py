@@ -302,3 +302,20 @@ def override(config: C, assignments: list[str] | tuple[str, ...]) -> C:
             ) from None
         changes[key] = value
     return dataclasses.replace(config, **changes)
+
+
+def override_all(configs: tuple[Any, ...], assignments: list[str] | tuple[str, ...]) -> tuple:
+    """:func:`override` for several configs at once: each ``key=value`` goes to the config that
+    has field ``key`` (the first one, if several do); unknown keys list every valid field."""
+    routed: list[list[str]] = [[] for _ in configs]
+    for item in assignments:
+        key = item.partition("=")[0]
+        for index, config in enumerate(configs):
+            if key in {f.name for f in dataclasses.fields(config)}:
+                routed[index].append(item)
+                break
+        else:
+            names = sorted({f.name for c in configs for f in dataclasses.fields(c)})
+            kinds = "/".join(type(c).__name__ for c in configs)
+            raise ConfigError(f"{kinds} have no field {key!r}: valid fields are {', '.join(names)}")
+    return tuple(override(c, items) for c, items in zip(configs, routed, strict=True))

@@ -5,6 +5,13 @@ from genjax_models.train.classifier_run import load_classifier, train_classifier
 from genjax_models.train.evaluation import evaluate_gan
 from genjax_models.train.gan_run import generate_images, load_gan, sample_gan, train_gan
 from genjax_models.train.loop import TrainingInterrupted, run_loop
+from genjax_models.train.seq2seq_run import (
+    Seq2SeqRun,
+    evaluate_seq2seq,
+    load_seq2seq,
+    train_seq2seq,
+)
+from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
 from genjax_models.train.state import (
     GANState,
     TrainState,
@@ -18,28 +25,36 @@ from genjax_models.train.steps import (
     make_classifier_step,
     make_gan_step,
 )
+from genjax_models.train.translation import translate_texts
 from genjax_models.train.workdir import WorkdirError
 
 __all__ = [
     "CheckpointError",
     "Checkpointer",
     "GANState",
+    "Seq2SeqRun",
     "TrainState",
     "TrainingInterrupted",
     "WorkdirError",
     "evaluate_gan",
+    "evaluate_seq2seq",
     "generate_images",
     "init_gan_state",
     "init_train_state",
     "jit_step",
     "load_classifier",
     "load_gan",
+    "load_seq2seq",
     "make_classifier_eval_step",
     "make_classifier_step",
     "make_gan_step",
+    "make_seq2seq_eval_step",
+    "make_seq2seq_step",
     "run_loop",
     "sample_gan",
     "step_rng",
     "train_classifier",
     "train_gan",
+    "train_seq2seq",
+    "translate_texts",
 ]

@@ -95,6 +95,7 @@ def run_loop(
     checkpoint_metadata: dict[str, Any],
     parallel: DataParallel,
     on_sample: Callable[[Any, int], None] | None = None,
+    on_eval: Callable[[Any, int], dict[str, float]] | None = None,
     description: str = "train",
 ) -> tuple[Any, dict[str, float]]:
     """Trains from ``state.step`` to ``config.steps``; returns the final (plain) state and metrics.
@@ -109,9 +110,13 @@ def run_loop(
       checkpoint_metadata: JSON saved next to every checkpoint (config, kind, ...).
       parallel: how batches are split over devices; checkpoints and samples get the plain state.
       on_sample: called as ``on_sample(state, step)`` every ``sample_every`` steps and at the end.
+      on_eval: called as ``on_eval(state, step)`` at the same steps; the metrics it returns are
+        logged with ``"split": "validation"`` (``metrics.jsonl``, TensorBoard) and returned with
+        a ``validation_`` prefix in the final metrics.
     """
     start = int(parallel.unplace(state).step)
     writer = MetricsWriter(config.workdir)
+    eval_writer = MetricsWriter(config.workdir, "validation") if on_eval is not None else None
     pending: list[dict[str, jax.Array]] = []
     last: dict[str, float] = {}
     step = start
@@ -147,13 +152,24 @@ def run_loop(
                 pending, interval_start = [], time.perf_counter()
                 writer.write(step, last)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
-            if on_sample is not None and (step % config.sample_every == 0 or step == config.steps):
-                on_sample(parallel.unplace(state), step)
+            if step % config.sample_every == 0 or step == config.steps:
+                if on_sample is not None:
+                    on_sample(parallel.unplace(state), step)
+                if on_eval is not None and eval_writer is not None:
+                    validation = on_eval(parallel.unplace(state), step)
+                    eval_writer.write(step, validation)
+                    last.update({f"validation_{k}": v for k, v in validation.items()})
+                    progress.write(
+                        f"step {step}: "
+                        + ", ".join(f"validation {k} {v:.4g}" for k, v in validation.items())
+                    )
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save(step)
     finally:
         stop.restore()
         progress.close()
         writer.close()
+        if eval_writer is not None:
+            eval_writer.close()
     checkpointer.wait()
     return parallel.unplace(state), last

@@ -52,19 +52,25 @@ def execute_run(
     resume: bool,
     overwrite: bool,
     on_sample: Callable[[Any, int], None] | None = None,
+    on_eval: Callable[[Any, int], dict[str, float]] | None = None,
+    on_workdir_ready: Callable[[str], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[Any, dict[str, float]]:
     """Prepares the workdir, restores the latest checkpoint when resuming, and runs the loop.
 
     ``state`` is a freshly initialised plain state; ``step`` follows the step contract and is
     wrapped by ``parallel``. Checkpoints restore onto the current mesh whatever device count
-    saved them (they hold the plain state).
+    saved them (they hold the plain state). ``on_workdir_ready(workdir)`` runs once the workdir
+    is prepared (e.g. to save a tokenizer next to the checkpoints); ``on_sample``/``on_eval`` go
+    to :func:`run_loop`.
     """
     resuming, backup = prepare_workdir(
         train.workdir, identity, resume=resume, overwrite=overwrite, info=info
     )
     if backup:
         log(f"genjax-models: moved the previous contents of {train.workdir} to {backup}")
+    if on_workdir_ready is not None:
+        on_workdir_ready(train.workdir)
     with checkpointer_for(train.workdir, train.max_to_keep) as checkpointer:
         if resuming:
             # Restore straight onto the current mesh (pmap states get their device axis after).
@@ -83,6 +89,7 @@ def execute_run(
             checkpoint_metadata={"identity": identity},
             parallel=parallel,
             on_sample=on_sample,
+            on_eval=on_eval,
             description=f"{identity['kind']} {identity['dataset']} [{parallel.describe()}]",
         )
 

@@ -1,0 +1,257 @@
+"""Seq2seq runs: train an encoder-decoder on a translation dataset, restore it, evaluate it.
+
+A run's workdir holds, next to the checkpoints, ``tokenizer.json`` (how text becomes ids) and,
+after ``eval``, ``eval_<split>_beam<k>.json`` with BLEU and exact match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from genjax_models.configs import (
+    TrainConfig,
+    TransformerConfig,
+    TransformerOptimConfig,
+    from_dict,
+)
+from genjax_models.metrics import corpus_bleu, exact_match
+from genjax_models.models.transformer import EncoderDecoder, make_transformer
+from genjax_models.train.optimizers import transformer_optimizer
+from genjax_models.train.parallel import DataParallel
+from genjax_models.train.runs import execute_run, restore_run, run_identity
+from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
+from genjax_models.train.state import TrainState, init_train_state
+from genjax_models.train.translation import translate_ids
+from genjax_models.train.workdir import check_workdir
+
+DEFAULT_DATASET = "number_words/en_fr"
+TOKENIZER_FILE = "tokenizer.json"
+VALIDATION_DECODE_EXAMPLES = 256
+"""Validation examples greedy-decoded at every sample step (BLEU / exact match in the log)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqRun:
+    """A restored seq2seq run."""
+
+    model: EncoderDecoder
+    state: TrainState
+    config: TransformerConfig
+    tokenizer: Any
+    identity: dict[str, Any]
+    info: dict[str, Any]
+    workdir: str
+
+
+def init_seq2seq_state(
+    config: TransformerConfig, optim: TransformerOptimConfig, seed: int
+) -> TrainState:
+    """A fresh :class:`TrainState` for ``EncoderDecoder(config)`` with the transformer optimizer."""
+    example = np.zeros((1, 1), np.int32)
+    return init_train_state(
+        jax.random.PRNGKey(seed),
+        make_transformer(config),
+        transformer_optimizer(optim),
+        (example, example),
+    )
+
+
+def _check_vocab(config: TransformerConfig, tokenizer: Any) -> None:
+    if config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"vocab_size={config.vocab_size} but the tokenizer has {tokenizer.vocab_size} ids: "
+            f"use --set vocab_size={tokenizer.vocab_size}"
+        )
+
+
+def _tokenized(dataset: str, split: str, data_dir: str | None, tokenizer: Any):
+    from genjax_models.data import encode_pairs, load_text_pairs
+
+    pairs = load_text_pairs(dataset, split, data_dir=data_dir)
+    sources, targets = encode_pairs(pairs, tokenizer)
+    return pairs, sources, targets
+
+
+def _buckets(max_len: int) -> tuple[int, ...]:
+    """Batch lengths: multiples of 16 up to ``max_len`` (and ``max_len`` itself)."""
+    return tuple(sorted({*range(16, max_len, 16), max_len}))
+
+
+def validation_metrics(
+    model: EncoderDecoder,
+    state: TrainState,
+    batches: list[dict[str, np.ndarray]],
+    decode_sources: list[list[int]],
+    references: list[str],
+    tokenizer: Any,
+) -> dict[str, float]:
+    """Teacher-forced ``loss``/``nll``/``accuracy`` over ``batches`` plus greedy BLEU/exact match."""
+    eval_step = jax.jit(make_seq2seq_eval_step(model))
+    totals: dict[str, float] = {}
+    for batch in batches:
+        for name, value in jax.device_get(eval_step(state, batch)).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    tokens = max(totals.pop("tokens"), 1.0)
+    metrics = {name: value / tokens for name, value in totals.items()}
+    hypotheses = [
+        tokenizer.decode([int(i) for i in ids])
+        for ids in translate_ids(model, state.params, decode_sources)
+    ]
+    metrics["bleu"] = corpus_bleu(hypotheses, references)
+    metrics["exact_match"] = exact_match(hypotheses, references)
+    return metrics
+
+
+def train_seq2seq(
+    config: TransformerConfig,
+    train: TrainConfig,
+    *,
+    optim: TransformerOptimConfig | None = None,
+    dataset: str = DEFAULT_DATASET,
+    data_dir: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    parallel: DataParallel | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[TrainState, dict[str, float]]:
+    """Trains ``EncoderDecoder(config)`` on ``dataset``'s train split (teacher forcing).
+
+    Every ``train.sample_every`` steps (and at the end) the validation split is scored: token
+    loss/accuracy, and BLEU / exact match of greedy translations of its first
+    ``VALIDATION_DECODE_EXAMPLES`` sources. Returns the final state and the last metrics.
+    """
+    from genjax_models.data import ByteTokenizer, Seq2SeqBatcher
+
+    optim = optim or TransformerOptimConfig()
+    tokenizer = ByteTokenizer()
+    _check_vocab(config, tokenizer)
+    identity = run_identity(
+        "seq2seq", dataset, train, model=config, optim=optim, tokenizer={"kind": "byte"}
+    )
+    parallel = parallel or DataParallel()
+    parallel.check_batch_size(train.batch_size)
+    check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    buckets = _buckets(config.max_len)
+    _, sources, targets = _tokenized(dataset, "train", data_dir, tokenizer)
+    batches = Seq2SeqBatcher(sources, targets, train.batch_size, train.seed, buckets=buckets)
+    log(
+        f"genjax-models: {len(sources)} training pairs; the step compiles once per batch shape, "
+        f"{len(batches.batch_shapes())} shapes: {sorted(batches.batch_shapes())}"
+    )
+    val_pairs, val_sources, val_targets = _tokenized(dataset, "validation", data_dir, tokenizer)
+    val_batcher = Seq2SeqBatcher(val_sources, val_targets, train.batch_size, 0, buckets=buckets)
+    val_batches = [
+        val_batcher.batch(i) for i in range(max(1, len(val_sources) // train.batch_size))
+    ]
+    count = min(VALIDATION_DECODE_EXAMPLES, len(val_sources))
+    model = make_transformer(config)
+
+    def on_eval(state: TrainState, step: int) -> dict[str, float]:
+        del step
+        return validation_metrics(
+            model,
+            state,
+            val_batches,
+            val_sources[:count],
+            list(val_pairs.targets[:count]),
+            tokenizer,
+        )
+
+    return execute_run(
+        identity=identity,
+        info={"data_dir": data_dir},
+        state=init_seq2seq_state(config, optim, train.seed),
+        step=make_seq2seq_step(model),
+        batches=batches,
+        train=train,
+        parallel=parallel,
+        resume=resume,
+        overwrite=overwrite,
+        on_eval=on_eval,
+        on_workdir_ready=lambda workdir: tokenizer.save(os.path.join(workdir, TOKENIZER_FILE)),
+        log=log,
+    )
+
+
+def load_seq2seq(workdir: str) -> Seq2SeqRun:
+    """Restores the latest checkpoint and the tokenizer of the seq2seq run in ``workdir``."""
+    from genjax_models.data.tokenizer import load_tokenizer
+
+    holder: dict[str, TransformerConfig] = {}
+
+    def build(identity: dict[str, Any]) -> TrainState:
+        holder["config"] = from_dict(TransformerConfig, identity["model"])
+        optim = from_dict(TransformerOptimConfig, identity["optim"])
+        return init_seq2seq_state(holder["config"], optim, identity["seed"])
+
+    state, run = restore_run(workdir, "seq2seq", build)
+    tokenizer = load_tokenizer(os.path.join(workdir, TOKENIZER_FILE))
+    config = holder["config"]
+    return Seq2SeqRun(
+        make_transformer(config),
+        state,
+        config,
+        tokenizer,
+        run["identity"],
+        run.get("info", {}),
+        workdir,
+    )
+
+
+def evaluate_seq2seq(
+    workdir: str,
+    *,
+    split: str = "test",
+    beam_size: int = 1,
+    length_penalty: float = 0.6,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Corpus BLEU and exact match of the run's translations of ``split``.
+
+    Written to ``DIR/eval_<split>_beam<k>.json`` and returned, with a few example translations.
+    """
+    run = load_seq2seq(workdir)
+    dataset = run.identity["dataset"]
+    data_dir = data_dir or run.info.get("data_dir")
+    pairs, sources, _ = _tokenized(dataset, split, data_dir, run.tokenizer)
+    count = len(sources) if limit is None else min(limit, len(sources))
+    start = time.perf_counter()
+    outputs = translate_ids(
+        run.model,
+        run.state.params,
+        sources[:count],
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+    )
+    seconds = time.perf_counter() - start
+    hypotheses = [run.tokenizer.decode([int(i) for i in ids]) for ids in outputs]
+    references = list(pairs.targets[:count])
+    result = {
+        "dataset": dataset,
+        "split": split,
+        "examples": count,
+        "beam_size": beam_size,
+        "step": int(run.state.step),
+        "bleu": corpus_bleu(hypotheses, references),
+        "exact_match": exact_match(hypotheses, references),
+        "decode_seconds": seconds,
+        "samples": [
+            {"source": pairs.sources[i], "reference": references[i], "output": hypotheses[i]}
+            for i in range(min(5, count))
+        ],
+    }
+    path = os.path.join(workdir, f"eval_{split}_beam{beam_size}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2, ensure_ascii=False)
+    log(f"genjax-models: wrote {path}")
+    return result
