@@ -1,7 +1,8 @@
-"""Offline data layer: TFDS image splits in memory and exactly resumable batches.
+"""Offline data layer: TFDS image and text splits in memory and exactly resumable batches.
 
 Importing this package does not import TensorFlow or ``tensorflow_datasets``; they are
-imported on the first :func:`load_image_dataset` call (install ``genjax-models[data]``).
+imported on the first :func:`load_image_dataset` / :func:`load_text_pairs` call (install
+``genjax-models[data]``).
 """
 
 from genjax_models.data.pipeline import (
@@ -12,16 +13,54 @@ from genjax_models.data.pipeline import (
     default_data_dir,
     load_image_dataset,
     pad_or_resize,
+    prepared_builder,
     validate_image_size,
+)
+from genjax_models.data.text import (
+    DEFAULT_BUCKETS,
+    PackedSeq2SeqBatcher,
+    Seq2SeqBatcher,
+    TextPairs,
+    encode_pairs,
+    load_text_pairs,
+)
+from genjax_models.data.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    ByteTokenizer,
+    SequenceTooLongError,
+    Tokenizer,
+    UnknownTokenizerError,
+    decode_batch,
+    encode_batch,
+    load_tokenizer,
 )
 
 __all__ = [
+    "BOS_ID",
+    "DEFAULT_BUCKETS",
+    "EOS_ID",
     "KNOWN_OFFLINE_DATASETS",
+    "PAD_ID",
+    "ByteTokenizer",
     "DatasetNotFoundError",
     "EpochBatcher",
     "ImageArrays",
+    "PackedSeq2SeqBatcher",
+    "Seq2SeqBatcher",
+    "SequenceTooLongError",
+    "TextPairs",
+    "Tokenizer",
+    "UnknownTokenizerError",
+    "decode_batch",
     "default_data_dir",
+    "encode_batch",
+    "encode_pairs",
     "load_image_dataset",
+    "load_text_pairs",
+    "load_tokenizer",
     "pad_or_resize",
+    "prepared_builder",
     "validate_image_size",
 ]

@@ -16,10 +16,13 @@ from typing import Any
 
 import numpy as np
 
-KNOWN_OFFLINE_DATASETS: tuple[str, ...] = ("digits",)
+KNOWN_OFFLINE_DATASETS: tuple[str, ...] = ("digits", "number_words")
 """TFDS builders shipped with this package; generated into ``data_dir`` on first use."""
 
-_BUILDER_MODULES = {"digits": "genjax_models.data.builders.digits"}
+_BUILDER_MODULES = {
+    "digits": "genjax_models.data.builders.digits",
+    "number_words": "genjax_models.data.builders.number_words",
+}
 _RESIZE_CHUNK = 4096  # images per tf.image.resize call, bounds peak memory
 
 
@@ -154,10 +157,8 @@ def load_image_dataset(
         a channel count other than 1 or 3.
     """
     size = validate_image_size(image_size)
-    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir or default_data_dir())))
-    _import_tf()  # hide GPUs from TF before tfds imports it
+    builder = prepared_builder(name, data_dir)
     tfds = _import_tfds()
-    builder = _prepared_builder(tfds, name, data_dir)
 
     features = builder.info.features
     if "image" not in features:
@@ -274,6 +275,21 @@ class EpochBatcher:
         while True:
             yield self.batch(step)
             step += 1
+
+
+def prepared_builder(name: str, data_dir: str | os.PathLike[str] | None = None) -> Any:
+    """A ``tfds`` builder for ``name`` whose data is prepared in ``data_dir``; never downloads.
+
+    Packaged datasets (:data:`KNOWN_OFFLINE_DATASETS`, any config such as
+    ``number_words/en_fr``) are generated into ``data_dir`` on first use; any other dataset
+    must already be prepared there. ``data_dir=None`` means :func:`default_data_dir`.
+
+    Raises:
+      DatasetNotFoundError: ``name`` is unknown, or not prepared in ``data_dir``.
+    """
+    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir or default_data_dir())))
+    _import_tf()  # hide GPUs from TF before tfds imports it
+    return _prepared_builder(_import_tfds(), name, data_dir)
 
 
 def _quiet_tf_logs() -> None:
