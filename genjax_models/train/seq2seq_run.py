@@ -133,9 +133,10 @@ def train_seq2seq(
     optim = optim or TransformerOptimConfig()
     tokenizer = ByteTokenizer()
     _check_vocab(config, tokenizer)
-    identity = run_identity(
-        "seq2seq", dataset, train, model=config, optim=optim, tokenizer={"kind": "byte"}
-    )
+    identity = {
+        **run_identity("seq2seq", dataset, train, model=config, optim=optim),
+        "tokenizer": "byte",
+    }
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
@@ -147,10 +148,9 @@ def train_seq2seq(
         f"{len(batches.batch_shapes())} shapes: {sorted(batches.batch_shapes())}"
     )
     val_pairs, val_sources, val_targets = _tokenized(dataset, "validation", data_dir, tokenizer)
-    val_batcher = Seq2SeqBatcher(val_sources, val_targets, train.batch_size, 0, buckets=buckets)
-    val_batches = [
-        val_batcher.batch(i) for i in range(max(1, len(val_sources) // train.batch_size))
-    ]
+    val_batches = Seq2SeqBatcher(
+        val_sources, val_targets, train.batch_size, 0, buckets=buckets, drop_remainder=False
+    ).eval_batches()  # every example once; padding rows weigh 0
     count = min(VALIDATION_DECODE_EXAMPLES, len(val_sources))
     model = make_transformer(config)
 
