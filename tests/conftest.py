@@ -22,6 +22,15 @@ def digits_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def number_words_data_dir(digits_data_dir: Path) -> Path:
+    """The session data_dir with ``number_words/en_fr`` prepared too (offline, a few seconds)."""
+    from genjax_models.data import load_text_pairs
+
+    load_text_pairs("number_words/en_fr", "validation", data_dir=digits_data_dir)
+    return digits_data_dir
+
+
+@pytest.fixture(scope="session")
 def digits_raw(digits_data_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     """``{split: {'image': uint8[N, 32, 32, 1], 'label': int64[N]}}`` straight from TFDS."""
     return read_digits_splits(digits_data_dir)

@@ -80,6 +80,23 @@ def _tokenized(dataset: str, split: str, data_dir: str | None, tokenizer: Any):
     return pairs, sources, targets
 
 
+def check_lengths(
+    sources: list[list[int]], targets: list[list[int]], max_len: int, what: str
+) -> None:
+    """A clear error when any tokenized example is longer than the model's ``max_len``."""
+    longest = max(max(map(len, sources)), max(map(len, targets)))
+    if longest > max_len:
+        index = next(
+            i
+            for i, (s, t) in enumerate(zip(sources, targets, strict=True))
+            if max(len(s), len(t)) == longest
+        )
+        raise ValueError(
+            f"{what} example {index} has {longest} tokens but the model's max_len={max_len}: "
+            f"use --set max_len={-(-longest // 16) * 16} or more (examples are never truncated)"
+        )
+
+
 def _buckets(max_len: int) -> tuple[int, ...]:
     """Batch lengths: multiples of 16 up to ``max_len`` (and ``max_len`` itself)."""
     return tuple(sorted({*range(16, max_len, 16), max_len}))
@@ -142,12 +159,14 @@ def train_seq2seq(
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     buckets = _buckets(config.max_len)
     _, sources, targets = _tokenized(dataset, "train", data_dir, tokenizer)
+    check_lengths(sources, targets, config.max_len, f"{dataset} train")
     batches = Seq2SeqBatcher(sources, targets, train.batch_size, train.seed, buckets=buckets)
     log(
         f"genjax-models: {len(sources)} training pairs; the step compiles once per batch shape, "
         f"{len(batches.batch_shapes())} shapes: {sorted(batches.batch_shapes())}"
     )
     val_pairs, val_sources, val_targets = _tokenized(dataset, "validation", data_dir, tokenizer)
+    check_lengths(val_sources, val_targets, config.max_len, f"{dataset} validation")
     val_batches = Seq2SeqBatcher(
         val_sources, val_targets, train.batch_size, 0, buckets=buckets, drop_remainder=False
     ).eval_batches()  # every example once; padding rows weigh 0
