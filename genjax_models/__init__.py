@@ -9,14 +9,18 @@ from genjax_models.configs import (
     GANConfig,
     OptimConfig,
     TrainConfig,
+    TransformerConfig,
+    TransformerOptimConfig,
 )
 from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
 from genjax_models.models import (
     CNNClassifier,
     Discriminator,
+    EncoderDecoder,
     Generator,
     make_classifier,
     make_dcgan,
+    make_transformer,
 )
 
 __version__ = "0.1.0"
@@ -26,13 +30,17 @@ __all__ = [
     "ClassifierConfig",
     "ConfigError",
     "Discriminator",
+    "EncoderDecoder",
     "GANConfig",
     "Generator",
     "OptimConfig",
     "TrainConfig",
+    "TransformerConfig",
+    "TransformerOptimConfig",
     "classification_loss",
     "discriminator_loss",
     "generator_loss",
     "make_classifier",
     "make_dcgan",
+    "make_transformer",
 ]

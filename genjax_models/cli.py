@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(
         seq2seq, steps=3000, dataset="number_words/en_fr", kind="translation", example="d_model=128"
     )
+    seq2seq.add_argument(
+        "--pack",
+        action="store_true",
+        help="pack several examples per row of max_len tokens (segment-masked attention)",
+    )
 
     sample = commands.add_parser("sample", help="write a grid of samples").add_subparsers(
         dest="model", required=True, parser_class=_Parser
@@ -189,7 +194,7 @@ def _run_train(args: argparse.Namespace) -> None:
         from genjax_models.train import train_seq2seq
 
         config, optim = override_all((TransformerConfig(), TransformerOptimConfig()), args.set)
-        train_seq2seq(config, train, optim=optim, **common)
+        train_seq2seq(config, train, optim=optim, pack=args.pack, **common)
     elif args.model == "gan":
         config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
         train_gan(override(config, args.set), train, **common)

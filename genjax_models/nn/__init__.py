@@ -1,5 +1,12 @@
 """Building blocks (flax.linen modules) shared by the models."""
 
+from genjax_models.nn.attention import (
+    CrossAttention,
+    SelfAttention,
+    attention_mask,
+    dot_product_attention,
+)
+from genjax_models.nn.blocks import TransformerBlock
 from genjax_models.nn.conv import (
     DCGAN_INIT,
     DownBlock,
@@ -8,12 +15,26 @@ from genjax_models.nn.conv import (
     dcgan_batch_norm,
     subpixel_conv_transpose,
 )
+from genjax_models.nn.dropout import Dropout, dropout
+from genjax_models.nn.embeddings import PositionEmbedding, sinusoidal_table, token_embedding
+from genjax_models.nn.mlp import MlpBlock
 
 __all__ = [
     "DCGAN_INIT",
+    "CrossAttention",
     "DownBlock",
+    "Dropout",
+    "MlpBlock",
+    "PositionEmbedding",
+    "SelfAttention",
     "SubPixelConvTranspose",
+    "TransformerBlock",
     "UpBlock",
+    "attention_mask",
     "dcgan_batch_norm",
+    "dot_product_attention",
+    "dropout",
+    "sinusoidal_table",
     "subpixel_conv_transpose",
+    "token_embedding",
 ]

@@ -137,15 +137,20 @@ def train_seq2seq(
     resume: bool = False,
     overwrite: bool = False,
     parallel: DataParallel | None = None,
+    pack: bool = False,
     log: Callable[[str], None] = print,
 ) -> tuple[TrainState, dict[str, float]]:
     """Trains ``EncoderDecoder(config)`` on ``dataset``'s train split (teacher forcing).
+
+    Batches are padded to length buckets (one compilation per bucket shape), or with ``pack``
+    several examples share each row of ``max_len`` tokens (one shape, segment-masked attention,
+    ``batch_size`` counts rows).
 
     Every ``train.sample_every`` steps (and at the end) the validation split is scored: token
     loss/accuracy, and BLEU / exact match of greedy translations of its first
     ``VALIDATION_DECODE_EXAMPLES`` sources. Returns the final state and the last metrics.
     """
-    from genjax_models.data import ByteTokenizer, Seq2SeqBatcher
+    from genjax_models.data import ByteTokenizer, PackedSeq2SeqBatcher, Seq2SeqBatcher
 
     optim = optim or TransformerOptimConfig()
     tokenizer = ByteTokenizer()
@@ -153,6 +158,7 @@ def train_seq2seq(
     identity = {
         **run_identity("seq2seq", dataset, train, model=config, optim=optim),
         "tokenizer": "byte",
+        "pack": pack,
     }
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
@@ -160,7 +166,12 @@ def train_seq2seq(
     buckets = _buckets(config.max_len)
     _, sources, targets = _tokenized(dataset, "train", data_dir, tokenizer)
     check_lengths(sources, targets, config.max_len, f"{dataset} train")
-    batches = Seq2SeqBatcher(sources, targets, train.batch_size, train.seed, buckets=buckets)
+    if pack:
+        batches: Any = PackedSeq2SeqBatcher(
+            sources, targets, train.batch_size, train.seed, input_length=config.max_len
+        )
+    else:
+        batches = Seq2SeqBatcher(sources, targets, train.batch_size, train.seed, buckets=buckets)
     log(
         f"genjax-models: {len(sources)} training pairs; the step compiles once per batch shape, "
         f"{len(batches.batch_shapes())} shapes: {sorted(batches.batch_shapes())}"

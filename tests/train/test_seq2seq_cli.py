@@ -121,3 +121,20 @@ def test_bad_seq2seq_flags_are_one_line_errors(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("genjax-models: error:"), lines
     assert message in lines[0]
+
+
+@pytest.mark.slow
+def test_packed_training_runs_and_records_packing(cli, number_words_data_dir, tmp_path) -> None:
+    del number_words_data_dir
+    workdir = tmp_path / "packed"
+    done = cli(
+        "train", "seq2seq", "--workdir", str(workdir), "--steps", "4", "--pack",
+        *TINY_SEQ2SEQ_FLAGS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 shapes: [(8, 80, 80)]" in done.stdout
+    run = json.loads((workdir / "run.json").read_text())
+    assert run["identity"]["pack"] is True
+    rows = _rows(workdir, "train")
+    # a packed row holds several examples: far more real target tokens than one per row
+    assert rows[4]["tokens"] > 8 * 40 and np.isfinite(rows[4]["loss"])
