@@ -27,3 +27,13 @@ def test_readme_python_example_trains() -> None:
     exec(compile(code, "README.md", "exec"), namespace)
     assert int(namespace["state"].step) == 3
     assert np.isfinite(float(namespace["metrics"]["g_loss"]))
+
+
+def test_readme_transformer_example_runs() -> None:
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", README, re.S) if "beam_search" in c]
+    code = code.replace("d_model=128, mlp_dim=512", "d_model=16, mlp_dim=32, num_heads=2")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["logits"].shape == (1, 3, 259)
+    assert namespace["tokens"].shape == (1, 4, 16) and namespace["scores"].shape == (1, 4)
+    assert np.all(np.diff(np.asarray(namespace["scores"])[0]) <= 0)  # best first

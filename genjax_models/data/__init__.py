@@ -16,14 +16,8 @@ from genjax_models.data.pipeline import (
     prepared_builder,
     validate_image_size,
 )
-from genjax_models.data.text import (
-    DEFAULT_BUCKETS,
-    PackedSeq2SeqBatcher,
-    Seq2SeqBatcher,
-    TextPairs,
-    encode_pairs,
-    load_text_pairs,
-)
+from genjax_models.data.text import DEFAULT_BUCKETS, PackedSeq2SeqBatcher, Seq2SeqBatcher
+from genjax_models.data.text_pairs import TextPairs, encode_pairs, load_text_pairs
 from genjax_models.data.tokenizer import (
     BOS_ID,
     EOS_ID,
