@@ -172,6 +172,93 @@ def _divisor_hint(n: int) -> int:
     return max(h for h in (1, 2, 4, 8, 16) if n % h == 0)
 
 
+LM_POSITION_KINDS = ("learned", "rotary", "sinusoidal")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """Decoder-only causal Transformer language model (GPT-style), pre-LayerNorm blocks.
+
+    ``vocab_size`` includes PAD=0, BOS=1, EOS=2 (259 for the byte tokenizer). ``max_len`` bounds
+    the packed row length and, at generation, prompt + generated tokens. ``positions``:
+    ``learned`` (GPT-2 table), ``rotary`` (RoPE on queries and keys, no table; needs an even
+    ``d_model // num_heads``) or ``sinusoidal``. ``tie_embeddings`` reuses the input embedding as
+    the output projection. Parameters are float32; ``dtype`` is the compute dtype.
+    """
+
+    vocab_size: int = 259
+    d_model: int = 256
+    num_heads: int = 4
+    num_layers: int = 4
+    mlp_dim: int = 1024
+    max_len: int = 256
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.0
+    label_smoothing: float = 0.0
+    positions: str = "learned"
+    activation: str = "gelu"
+    tie_embeddings: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _check_positive_int(
+            self, "vocab_size", "d_model", "num_heads", "num_layers", "mlp_dim", "max_len"
+        )
+        if self.vocab_size < 4:
+            _fail(type(self), "vocab_size", self.vocab_size, "at least 4 (PAD, BOS, EOS + 1)")
+        if self.d_model % self.num_heads:
+            _fail(
+                type(self),
+                "num_heads",
+                self.num_heads,
+                f"a divisor of d_model={self.d_model} (e.g. {_divisor_hint(self.d_model)})",
+            )
+        for name in ("dropout_rate", "attention_dropout_rate", "label_smoothing"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                _fail(type(self), name, value, "a float in [0, 1)")
+        _check_choice(self, "positions", LM_POSITION_KINDS)
+        if self.positions == "rotary" and (self.d_model // self.num_heads) % 2:
+            _fail(
+                type(self),
+                "positions",
+                self.positions,
+                f"learned or sinusoidal: rotary needs an even head dim, and d_model // num_heads "
+                f"= {self.d_model // self.num_heads}",
+            )
+        _check_choice(self, "activation", ACTIVATIONS)
+        _check_choice(self, "dtype", COMPUTE_DTYPES)
+        if not isinstance(self.tie_embeddings, bool):
+            _fail(type(self), "tie_embeddings", self.tie_embeddings, "true or false")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanCorruptionConfig:
+    """T5-style span corruption of unlabeled text for pretraining an encoder-decoder.
+
+    Documents are cut into pieces of at most ``piece_length`` tokens; in each piece about
+    ``noise_density`` of the tokens, in spans of mean length ``mean_span_length`` (at most 8
+    spans), are replaced by sentinel ids in the input and form the target. ``copies`` corrupts
+    every piece that many times with different noise (more variety per epoch).
+    """
+
+    noise_density: float = 0.15
+    mean_span_length: float = 3.0
+    piece_length: int = 96
+    copies: int = 1
+
+    def __post_init__(self) -> None:
+        _check_positive_int(self, "piece_length", "copies")
+        if self.piece_length < 2:
+            _fail(type(self), "piece_length", self.piece_length, "at least 2 tokens")
+        density = self.noise_density
+        if not isinstance(density, (int, float)) or not 0.0 < density < 1.0:
+            _fail(type(self), "noise_density", density, "a float in (0, 1), e.g. 0.15")
+        span = self.mean_span_length
+        if not isinstance(span, (int, float)) or not span >= 1.0:
+            _fail(type(self), "mean_span_length", span, "a float >= 1, e.g. 3.0")
+
+
 @dataclasses.dataclass(frozen=True)
 class TransformerOptimConfig:
     """AdamW with linear warm-up then inverse-square-root decay (Vaswani et al. 2017).
