@@ -16,7 +16,12 @@ from genjax_models.nn.conv import (
     subpixel_conv_transpose,
 )
 from genjax_models.nn.dropout import Dropout, dropout
-from genjax_models.nn.embeddings import PositionEmbedding, sinusoidal_table, token_embedding
+from genjax_models.nn.embeddings import (
+    PositionEmbedding,
+    apply_rotary,
+    sinusoidal_table,
+    token_embedding,
+)
 from genjax_models.nn.mlp import MlpBlock
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "SubPixelConvTranspose",
     "TransformerBlock",
     "UpBlock",
+    "apply_rotary",
     "attention_mask",
     "dcgan_batch_norm",
     "dot_product_attention",

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from genjax_models.nn.dropout import dropout
+from genjax_models.nn.embeddings import apply_rotary
 
 MASKED_LOGIT = -1e30
 """Attention logit of a masked key (finite, so an all-masked row is uniform, not NaN)."""
@@ -108,11 +109,14 @@ class SelfAttention(nn.Module):
         *,
         deterministic: bool = True,
         decode: bool = False,
+        rotary_positions: jax.Array | None = None,
     ) -> jax.Array:
         """``x: [batch, length, features]`` -> ``[batch, length, features]``.
 
         With ``decode=True`` and an existing cache, ``length`` must be 1 and ``mask`` is ignored
         (the token attends to every cached position up to its own: causal by construction).
+        ``rotary_positions: int32[batch, length]`` rotates queries and keys (RoPE) before the
+        cache stores the keys.
         """
         features = x.shape[-1]
         heads, head_dim = _heads(self.num_heads, features)
@@ -124,6 +128,9 @@ class SelfAttention(nn.Module):
             name="qkv",
         )(x)  # (B, L, 3, H, Dh)
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if rotary_positions is not None:
+            query = apply_rotary(query, rotary_positions)
+            key = apply_rotary(key, rotary_positions)
         if decode:
             key, value, mask = self._update_cache(key, value, mask)
         dropout_rng = None

@@ -44,6 +44,7 @@ class TransformerBlock(nn.Module):
         *,
         deterministic: bool = True,
         decode: bool = False,
+        rotary_positions: jax.Array | None = None,
     ) -> jax.Array:
         """``x: [batch, length, features]`` -> same shape, in the compute dtype.
 
@@ -52,6 +53,8 @@ class TransformerBlock(nn.Module):
           encoded: [batch, src_len, features] encoder output (cross-attention layers only).
           cross_mask: bool[batch, 1, length, src_len].
           decode: incremental decoding with the ``"cache"`` collection.
+          rotary_positions: int32[batch, length]: rotary position embedding of the
+            self-attention queries and keys (decoder-only LMs); None for none.
         """
 
         def residual(branch: jax.Array) -> jax.Array:
@@ -63,7 +66,13 @@ class TransformerBlock(nn.Module):
         x = x + residual(
             SelfAttention(
                 self.num_heads, self.dtype, self.attention_dropout_rate, name="self_attention"
-            )(norm("ln_self"), self_mask, deterministic=deterministic, decode=decode)
+            )(
+                norm("ln_self"),
+                self_mask,
+                deterministic=deterministic,
+                decode=decode,
+                rotary_positions=rotary_positions,
+            )
         )
         if self.cross_attention:
             x = x + residual(

@@ -52,6 +52,25 @@ class PositionEmbedding(nn.Module):
         return jnp.take(table, positions, axis=0)
 
 
+def apply_rotary(x: jax.Array, positions: jax.Array, base: float = 10000.0) -> jax.Array:
+    """Rotary position embedding (RoPE, Su et al. 2021) of queries or keys, GPT-NeoX layout.
+
+    Feature pair ``(i, i + d/2)`` of a token at position ``p`` is rotated by the angle
+    ``p / base^(2i/d)``, so the dot product of a rotated query and key depends only on their
+    relative position. Computed in float32, returned in ``x``'s dtype.
+
+    Args:
+      x: [batch, length, heads, head_dim] with an even ``head_dim``.
+      positions: int32[batch, length] position of each token.
+    """
+    half = x.shape[-1] // 2
+    inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = positions.astype(jnp.float32)[:, :, None, None] * inv_freq  # (B, L, 1, d/2)
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
 def token_embedding(vocab_size: int, features: int, dtype: jnp.dtype, name: str) -> nn.Embed:
     """An ``nn.Embed`` (float32 table, N(0, 1) init) whose lookups return ``dtype``.
 
