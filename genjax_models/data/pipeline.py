@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-KNOWN_OFFLINE_DATASETS: tuple[str, ...] = ("digits", "number_words")
+KNOWN_OFFLINE_DATASETS: tuple[str, ...] = ("digits", "number_words", "elephants_mice")
 """TFDS builders shipped with this package; generated into ``data_dir`` on first use."""
 
 _BUILDER_MODULES = {
     "digits": "genjax_models.data.builders.digits",
     "number_words": "genjax_models.data.builders.number_words",
+    "elephants_mice": "genjax_models.data.builders.elephants_mice",
 }
 _RESIZE_CHUNK = 4096  # images per tf.image.resize call, bounds peak memory
 
@@ -68,6 +69,10 @@ class ImageArrays:
     def image_shape(self) -> tuple[int, int, int]:
         """(S, S, C) of one image."""
         return tuple(int(d) for d in self.images.shape[1:])  # type: ignore[return-value]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """What a batch holds: ``{'image': float32[N, S, S, C], 'label': int32[N]}``."""
+        return {"image": self.images, "label": self.labels}
 
 
 def default_data_dir() -> str:
@@ -214,7 +219,7 @@ class EpochBatcher:
 
     def __init__(
         self,
-        arrays: ImageArrays,
+        arrays: ImageArrays | Any,
         batch_size: int,
         seed: int,
         *,
@@ -232,8 +237,7 @@ class EpochBatcher:
             )
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got seed={seed!r}")
-        self._images = arrays.images
-        self._labels = arrays.labels
+        self._columns = arrays.columns()
         self._num_examples = n
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -254,7 +258,9 @@ class EpochBatcher:
         """The batch of global step ``step`` >= 0.
 
         Returns:
-          ``{'image': float32[B, S, S, C], 'label': int32[B]}``, fresh C-contiguous arrays.
+          ``arrays.columns()`` at the batch's rows: ``{'image': float32[B, S, S, C], 'label':
+          int32[B]}`` (``'features': float32[B, D]`` for feature datasets), fresh C-contiguous
+          arrays.
         """
         if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
             raise ValueError(f"step must be a non-negative int, got step={step!r}")
@@ -264,7 +270,7 @@ class EpochBatcher:
         idx = perm[start : start + self.batch_size]
         if idx.shape[0] < self.batch_size:  # only without drop_remainder: wrap around
             idx = np.concatenate([idx, perm[: self.batch_size - idx.shape[0]]])
-        return {"image": self._images[idx], "label": self._labels[idx]}
+        return {name: column[idx] for name, column in self._columns.items()}
 
     def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Yields ``batch(start_step)``, ``batch(start_step + 1)``, ... forever."""
