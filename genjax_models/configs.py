@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 GAN_LOSSES = ("non_saturating", "minimax", "hinge")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+CLASSIFIER_ARCHITECTURES = ("cnn", "mlp")
 
 C = TypeVar("C")
 
@@ -32,6 +33,12 @@ def _check_positive_int(obj: Any, *names: str) -> None:
             _fail(type(obj), name, value, "a positive integer")
 
 
+def _check_non_negative_int(obj: Any, name: str, expected: str) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(type(obj), name, value, expected)
+
+
 def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     if value not in choices:
@@ -47,7 +54,8 @@ class GANConfig:
     """DCGAN architecture and game.
 
     ``image_size`` must be a power of two >= 8 (32 for digits/CIFAR-10). Datasets with other sizes
-    (MNIST's 28x28) are padded to ``image_size`` by the data pipeline.
+    (MNIST's 28x28) are padded to ``image_size`` by the data pipeline. ``num_classes > 0`` makes
+    the GAN conditional on a label in ``0..num_classes-1`` (projection discriminator).
     """
 
     latent_dim: int = 100
@@ -58,9 +66,11 @@ class GANConfig:
     n_critic: int = 1
     ema_decay: float = 0.999
     dtype: str = "float32"
+    num_classes: int = 0
 
     def __post_init__(self) -> None:
         _check_positive_int(self, "latent_dim", "base_width", "image_size", "channels", "n_critic")
+        _check_non_negative_int(self, "num_classes", "0 (unconditional) or the number of labels")
         if not _is_power_of_two(self.image_size) or self.image_size < 8:
             _fail(
                 type(self),
@@ -86,7 +96,10 @@ class GANConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierConfig:
-    """Small CNN classifier p(y|x) whose penultimate features also serve the Frechet distance."""
+    """Discriminative classifier p(y|x): a small CNN for images (its penultimate features also
+    serve the Frechet distance) or an MLP of ``hidden_layers`` x ``feature_dim`` units
+    (``hidden_layers=0``: logistic regression). ``num_features > 0`` means inputs are feature
+    vectors of that size (``elephants_mice``: 2), else images ``image_size`` x ``image_size``."""
 
     num_classes: int = 10
     image_size: int = 32
@@ -94,12 +107,54 @@ class ClassifierConfig:
     width: int = 16
     feature_dim: int = 64
     dtype: str = "float32"
+    architecture: str = "cnn"
+    hidden_layers: int = 1
+    num_features: int = 0
 
     def __post_init__(self) -> None:
         _check_positive_int(self, "num_classes", "image_size", "channels", "width", "feature_dim")
         if self.num_classes < 2:
             _fail(type(self), "num_classes", self.num_classes, "at least 2 classes")
         _check_choice(self, "dtype", COMPUTE_DTYPES)
+        _check_choice(self, "architecture", CLASSIFIER_ARCHITECTURES)
+        _check_non_negative_int(self, "hidden_layers", "an integer >= 0 (0: logistic regression)")
+        _check_non_negative_int(self, "num_features", "0 (images) or the feature vector size")
+        if self.architecture == "cnn" and self.num_features:
+            _fail(type(self), "architecture", "cnn", "mlp for feature vectors (architecture=mlp)")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input: ``(num_features,)`` or ``(image_size, image_size, channels)``."""
+        if self.num_features:
+            return (self.num_features,)
+        return (self.image_size, self.image_size, self.channels)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassConditionalConfig:
+    """Generative classifier p(x|y)p(y): one full-covariance Gaussian per class.
+
+    Inputs as :class:`ClassifierConfig`'s. ``covariance_prior`` c >= 0 turns maximum likelihood
+    into MAP: it adds ``c / p(y)`` to every variance of class y (in standardised units), which
+    keeps covariances invertible when a class has fewer examples than dimensions (digits).
+    """
+
+    num_classes: int = 2
+    num_features: int = 0
+    image_size: int = 16
+    channels: int = 1
+    covariance_prior: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_positive_int(self, "num_classes", "image_size", "channels")
+        if self.num_classes < 2:
+            _fail(type(self), "num_classes", self.num_classes, "at least 2 classes")
+        _check_non_negative_int(self, "num_features", "0 (images) or the feature vector size")
+        value = self.covariance_prior
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            _fail(type(self), "covariance_prior", value, "a float >= 0 (e.g. 0.01 for images)")
+
+    input_shape = ClassifierConfig.input_shape
 
 
 POSITION_KINDS = ("sinusoidal", "learned")
