@@ -29,30 +29,8 @@ from genjax_models.models.gan import make_dcgan
 from genjax_models.train import init_gan_state, jit_step, make_gan_step
 from genjax_models.train.state import step_rng
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def timed_windows(run_steps, steps: int, windows: int) -> list[float]:
-    """Steps/s of ``windows`` windows of ``steps`` steps each; ``run_steps(n)`` blocks at the end."""
-    rates = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        run_steps(steps)
-        rates.append(steps / (time.perf_counter() - start))
-    return rates
-
-
-def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a float32 ``size``^3 matmul in JAX on the default device (median)."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    matmul = jax.jit(lambda x: x @ x)
-    matmul(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import RESULTS, matmul_flops_per_second, timed_windows  # noqa: E402
 
 
 def bench_jax(config: GANConfig, batch_size: int, steps: int, windows: int) -> dict:

@@ -1,0 +1,199 @@
+"""Encoder-decoder Transformer training throughput and MFU: genjax_models vs PyTorch, one run.
+
+    python benchmarks/bench_seq2seq.py [--size small|base] [--dtype float32|bfloat16]
+        [--batch-size 64] [--length 64] [--steps 5] [--windows 5] [--no-torch]
+
+Synthetic token batches (no data pipeline, no TensorFlow): every source and target is ``length``
+random tokens ending in EOS, so no padding. Prints a table and writes
+``benchmarks/results/seq2seq-<size>-<platform>-<date>.json`` with device, versions, config, compile
+time, steps/s and tokens/s (median of timed windows after warm-up, blocking on results), the
+analytic FLOPs per step (``genjax_models.flops``) and XLA's count, achieved FLOP/s, MFU against the
+data-sheet peak (accelerators) or a 2048^3 matmul measured in the same run (CPU), peak device
+memory where reported, recompilations after warm-up, and the JAX/PyTorch ratio when torch is
+installed (``.[bench]``; CPU only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+from genjax_models.configs import TransformerConfig, TransformerOptimConfig
+from genjax_models.flops import transformer_train_flops
+from genjax_models.models.transformer import EOS_ID, make_transformer
+from genjax_models.train.optimizers import transformer_optimizer
+from genjax_models.train.sequence_steps import make_seq2seq_step
+from genjax_models.train.state import init_train_state, step_rng
+from genjax_models.train.steps import jit_step
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (  # noqa: E402
+    device_facts,
+    peak_flops,
+    peak_memory_bytes,
+    timed_windows,
+    write_result,
+)
+
+SIZES = {
+    # 3 + 3 layers, d 256: the CPU comparison of issue 8
+    "small": dict(
+        d_model=256, num_heads=4, num_encoder_layers=3, num_decoder_layers=3, mlp_dim=1024
+    ),
+    # ~110M parameters (T5-base-like widths): the accelerator benchmark
+    "base": dict(
+        d_model=768, num_heads=12, num_encoder_layers=6, num_decoder_layers=6, mlp_dim=3072
+    ),
+}
+
+
+def synthetic_batch(batch: int, length: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(3, vocab, (2, batch, length)).astype(np.int32)
+    tokens[:, :, -1] = EOS_ID
+    return {"inputs": tokens[0], "targets": tokens[1]}
+
+
+def bench_jax(config: TransformerConfig, batch: dict, steps: int, windows: int) -> dict:
+    model = make_transformer(config)
+    example = np.zeros((1, 1), np.int32)
+    tx = transformer_optimizer(TransformerOptimConfig())
+    state = init_train_state(jax.random.PRNGKey(0), model, tx, (example, example))
+    step = make_seq2seq_step(model)
+    compiled = jax.jit(lambda s, b: step(s, b, step_rng(s))).lower(state, batch).compile()
+    cost = compiled.cost_analysis()
+    xla_flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", float("nan")))
+    train_step = jit_step(step)
+    batch = jax.device_put(batch)
+    start = time.perf_counter()
+    state, metrics = train_step(state, batch)
+    jax.block_until_ready(metrics)
+    compile_seconds = time.perf_counter() - start
+    for _ in range(2):
+        state, metrics = train_step(state, batch)
+    jax.block_until_ready(metrics)
+    compiled_before = train_step._cache_size()
+    holder = {"state": state}
+
+    def run(n: int) -> None:
+        s = holder["state"]
+        for _ in range(n):
+            s, m = train_step(s, batch)
+        jax.block_until_ready(m)
+        holder["state"] = s
+
+    rates = timed_windows(run, steps, windows)
+    return {
+        "parameters": int(sum(x.size for x in jax.tree.leaves(holder["state"].params))),
+        "compile_seconds": compile_seconds,
+        "steps_per_sec": statistics.median(rates),
+        "window_steps_per_sec": rates,
+        "xla_flops_per_step": xla_flops,
+        "recompilations_after_warmup": train_step._cache_size() - compiled_before,
+        "peak_memory_bytes": peak_memory_bytes(),
+    }
+
+
+def bench_torch(config: TransformerConfig, batch: dict, steps: int, windows: int) -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    from torch_reference.transformer import make_step
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    step, _ = make_step(config)
+    inputs = torch.from_numpy(batch["inputs"].astype(np.int64))
+    targets = torch.from_numpy(batch["targets"].astype(np.int64))
+    for _ in range(2):
+        step(inputs, targets)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            loss = step(inputs, targets)
+        float(loss)
+
+    rates = timed_windows(run, steps, windows)
+    return {
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "steps_per_sec": statistics.median(rates),
+        "window_steps_per_sec": rates,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--length", type=int, default=64, help="source and target length")
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
+    args = parser.parse_args(argv)
+
+    config = TransformerConfig(**SIZES[args.size], max_len=max(args.length, 128), dtype=args.dtype)
+    facts = device_facts()
+    batch = synthetic_batch(args.batch_size, args.length, config.vocab_size)
+    ours = bench_jax(config, batch, args.steps, args.windows)
+    use_torch = not args.no_torch and facts["platform"] == "cpu" and args.dtype == "float32"
+    reference = bench_torch(config, batch, args.steps, args.windows) if use_torch else None
+    peak, peak_source = peak_flops(args.dtype)
+    flops = transformer_train_flops(config, args.batch_size, args.length, args.length)
+    achieved = flops * ours["steps_per_sec"]
+    tokens_per_step = 2 * args.batch_size * args.length
+    result = {
+        "benchmark": "seq2seq",
+        **facts,
+        "config": {
+            **dataclasses.asdict(config),
+            "batch_size": args.batch_size,
+            "length": args.length,
+        },
+        "jax": ours,
+        "tokens_per_sec": ours["steps_per_sec"] * tokens_per_step,
+        "model_flops_per_step": flops,
+        "achieved_flops_per_sec": achieved,
+        "peak_flops_per_sec": peak,
+        "peak_source": peak_source,
+        "mfu": None if not peak else achieved / peak,
+        "torch": reference,
+        "jax_over_torch": None
+        if reference is None
+        else ours["steps_per_sec"] / reference["steps_per_sec"],
+    }
+    print(
+        f"seq2seq {args.size} ({ours['parameters'] / 1e6:.1f}M params, {args.dtype}), batch "
+        f"{args.batch_size} x {args.length}+{args.length} tokens on {facts['device_kind']}"
+    )
+    print(f"{'implementation':<24}{'steps/s':>10}{'tokens/s':>12}{'compile s':>11}")
+    rows = [("genjax_models (JAX)", ours["steps_per_sec"], ours["compile_seconds"])]
+    if reference:
+        rows.append((f"PyTorch {reference['torch_version']}", reference["steps_per_sec"], 0.0))
+    for name, rate, compile_s in rows:
+        print(f"{name:<24}{rate:>10.2f}{rate * tokens_per_step:>12.0f}{compile_s:>11.1f}")
+    if result["jax_over_torch"] is not None:
+        print(f"JAX / PyTorch throughput: {result['jax_over_torch']:.2f}x")
+    if peak:
+        print(
+            f"model FLOPs/step {flops / 1e9:.1f} G (XLA counts {ours['xla_flops_per_step'] / 1e9:.1f} G); "
+            f"achieved {achieved / 1e9:.1f} GFLOP/s = MFU {result['mfu']:.0%} of {peak / 1e9:.0f} "
+            f"GFLOP/s ({peak_source})"
+        )
+    print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
+    write_result(result, f"seq2seq-{args.size}-{args.dtype}", args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
