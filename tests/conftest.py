@@ -31,6 +31,15 @@ def number_words_data_dir(digits_data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def python_docs_data_dir(digits_data_dir: Path) -> Path:
+    """The session data_dir with ``python_docs`` prepared too (offline, a few seconds)."""
+    from genjax_models.data import load_texts
+
+    load_texts("python_docs", "validation", data_dir=digits_data_dir)
+    return digits_data_dir
+
+
+@pytest.fixture(scope="session")
 def digits_raw(digits_data_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     """``{split: {'image': uint8[N, 32, 32, 1], 'label': int64[N]}}`` straight from TFDS."""
     return read_digits_splits(digits_data_dir)

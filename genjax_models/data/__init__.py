@@ -1,10 +1,11 @@
 """Offline data layer: TFDS image and text splits in memory and exactly resumable batches.
 
 Importing this package does not import TensorFlow or ``tensorflow_datasets``; they are
-imported on the first :func:`load_image_dataset` / :func:`load_text_pairs` call (install
-``genjax-models[data]``).
+imported on the first :func:`load_image_dataset` / :func:`load_text_pairs` / :func:`load_texts`
+call (install ``genjax-models[data]``).
 """
 
+from genjax_models.data.lm_batches import PackedLMBatcher
 from genjax_models.data.pipeline import (
     KNOWN_OFFLINE_DATASETS,
     DatasetNotFoundError,
@@ -17,6 +18,7 @@ from genjax_models.data.pipeline import (
     validate_image_size,
 )
 from genjax_models.data.text import DEFAULT_BUCKETS, PackedSeq2SeqBatcher, Seq2SeqBatcher
+from genjax_models.data.text_corpus import TextSource, load_texts, parse_corpus_spec
 from genjax_models.data.text_pairs import TextPairs, encode_pairs, load_text_pairs
 from genjax_models.data.tokenizer import (
     BOS_ID,
@@ -41,10 +43,12 @@ __all__ = [
     "DatasetNotFoundError",
     "EpochBatcher",
     "ImageArrays",
+    "PackedLMBatcher",
     "PackedSeq2SeqBatcher",
     "Seq2SeqBatcher",
     "SequenceTooLongError",
     "TextPairs",
+    "TextSource",
     "Tokenizer",
     "UnknownTokenizerError",
     "decode_batch",
@@ -53,8 +57,10 @@ __all__ = [
     "encode_pairs",
     "load_image_dataset",
     "load_text_pairs",
+    "load_texts",
     "load_tokenizer",
     "pad_or_resize",
+    "parse_corpus_spec",
     "prepared_builder",
     "validate_image_size",
 ]

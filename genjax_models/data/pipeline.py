@@ -16,13 +16,19 @@ from typing import Any
 
 import numpy as np
 
-KNOWN_OFFLINE_DATASETS: tuple[str, ...] = ("digits", "number_words", "elephants_mice")
+KNOWN_OFFLINE_DATASETS: tuple[str, ...] = (
+    "digits",
+    "number_words",
+    "elephants_mice",
+    "python_docs",
+)
 """TFDS builders shipped with this package; generated into ``data_dir`` on first use."""
 
 _BUILDER_MODULES = {
     "digits": "genjax_models.data.builders.digits",
     "number_words": "genjax_models.data.builders.number_words",
     "elephants_mice": "genjax_models.data.builders.elephants_mice",
+    "python_docs": "genjax_models.data.builders.python_docs",
 }
 _RESIZE_CHUNK = 4096  # images per tf.image.resize call, bounds peak memory
 

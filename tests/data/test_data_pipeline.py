@@ -54,7 +54,7 @@ def test_import_does_not_import_tensorflow() -> None:
 
 
 def test_known_offline_datasets() -> None:
-    assert KNOWN_OFFLINE_DATASETS == ("digits", "number_words", "elephants_mice")
+    assert KNOWN_OFFLINE_DATASETS == ("digits", "number_words", "elephants_mice", "python_docs")
 
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
