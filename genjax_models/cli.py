@@ -151,7 +151,34 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--workdir", required=True)
     translate.add_argument("text", nargs="*", help="text to translate (default: read stdin)")
     _add_decoding_flags(translate)
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark script from benchmarks/ (source checkout); other flags pass through",
+    )
+    bench.add_argument("benchmark", choices=sorted(BENCHMARKS), help="which benchmark")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="flags of the benchmark script")
     return parser
+
+
+BENCHMARKS = {"gan": "bench_gan.py", "seq2seq": "bench_seq2seq.py", "decode": "bench_decode.py"}
+
+
+def _run_bench(args: argparse.Namespace) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    directory = Path(__file__).resolve().parents[1] / "benchmarks"
+    script = directory / BENCHMARKS[args.benchmark]
+    if not script.exists():
+        raise UsageError(
+            f"{script} not found: `genjax-models bench` runs the scripts of a source checkout "
+            "(pip install -e .)"
+        )
+    sys.path.insert(0, str(directory))
+    spec = importlib.util.spec_from_file_location(f"bench_{args.benchmark}", script)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module.main(args.options)
 
 
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
@@ -265,7 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "translate" or (args.command == "eval" and args.model == "seq2seq"):
+        if args.command == "bench":
+            _run_bench(args)
+        elif args.command == "translate" or (args.command == "eval" and args.model == "seq2seq"):
             _run_eval_or_translate_seq2seq(args)
         else:
             {"train": _run_train, "sample": _run_sample, "eval": _run_eval}[args.command](args)

@@ -118,3 +118,23 @@ def test_train_classifier_reports_test_accuracy_and_log_loss(cli, tmp_path: Path
     assert result["test_accuracy"] > 0.95  # 360 held-out real digits
     assert 0.0 < result["test_log_loss"] < 0.2
     assert "test accuracy" in done.stdout
+
+
+def test_bench_command_runs_a_benchmark_script(tmp_path) -> None:
+    """`genjax-models bench decode ...` runs benchmarks/bench_decode.py with the flags given."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "decode.json"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "genjax_models.cli", "bench", "decode", "--batch-size", "2",
+            "--lengths", "4", "--source-length", "4", "--repeats", "1", "--out", str(out),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [row["method"] for row in result["results"]] == ["greedy", "beam-4"]
+    assert all(row["cached"]["tokens_per_sec"] > 0 for row in result["results"])
