@@ -1,9 +1,14 @@
-"""Pure steps for token sequences: teacher-forced seq2seq training and its eval step.
+"""Pure steps for token sequences: teacher-forced seq2seq and causal LM training, eval steps.
 
-Batches (``int32`` numpy or jax arrays, Flax-WMT field names):
+Seq2seq batches (``int32`` numpy or jax arrays, Flax-WMT field names):
   ``inputs: [batch, src_len]``, ``targets: [batch, tgt_len]`` (each example ends with EOS, then
   PAD = 0); for packed rows also ``inputs_segmentation``, ``targets_segmentation`` (1, 2, ... per
   example, 0 = padding) and ``inputs_position``, ``targets_position`` (restarting at 0).
+LM batches (Flax-lm1b field names): ``inputs: [batch, length]``, the tokens to predict, with
+  optional ``inputs_segmentation`` / ``inputs_position`` for packed documents.
+
+Both steps are one function, :func:`make_token_step`, over a forward function and the batch's
+target tokens and weights: the same label-smoothed loss, metrics and normalisation.
 
 The loss is normalised by the number of real target tokens in the *global* batch: with
 ``axis_name`` set each device divides its token sum by the mean token count over devices, so the
@@ -15,6 +20,7 @@ bit-for-bit across device counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -34,6 +40,7 @@ PACKING_FIELDS = (
     "inputs_position",
     "targets_position",
 )
+LM_PACKING_FIELDS = ("inputs_segmentation", "inputs_position")
 
 
 def target_weights(batch: Batch) -> jax.Array:
@@ -43,9 +50,33 @@ def target_weights(batch: Batch) -> jax.Array:
     return (batch["targets"] != PAD_ID).astype(jnp.float32)
 
 
-def _forward(model: nn.Module, params: PyTree, batch: Batch, **kwargs: Any) -> jax.Array:
-    packing = {name: batch[name] for name in PACKING_FIELDS if name in batch}
-    return model.apply({"params": params}, batch["inputs"], batch["targets"], **packing, **kwargs)
+def lm_weights(batch: Batch) -> jax.Array:
+    """float32[batch, length]: 1 for real LM tokens (``inputs``), 0 for padding."""
+    if "inputs_segmentation" in batch:
+        return (batch["inputs_segmentation"] > 0).astype(jnp.float32)
+    return (batch["inputs"] != PAD_ID).astype(jnp.float32)
+
+
+Forward = Callable[..., jax.Array]
+"""``forward(params, batch, train=..., rngs=...) -> logits float32[batch, length, vocab]``."""
+
+
+def _seq2seq_forward(model: nn.Module) -> Forward:
+    def forward(params: PyTree, batch: Batch, **kwargs: Any) -> jax.Array:
+        packing = {name: batch[name] for name in PACKING_FIELDS if name in batch}
+        return model.apply(
+            {"params": params}, batch["inputs"], batch["targets"], **packing, **kwargs
+        )
+
+    return forward
+
+
+def _lm_forward(model: nn.Module) -> Forward:
+    def forward(params: PyTree, batch: Batch, **kwargs: Any) -> jax.Array:
+        packing = {name: batch[name] for name in LM_PACKING_FIELDS if name in batch}
+        return model.apply({"params": params}, batch["inputs"], **packing, **kwargs)
+
+    return forward
 
 
 def _token_sums(
@@ -60,31 +91,34 @@ def _token_sums(
     }
 
 
-def make_seq2seq_step(model: nn.Module, label_smoothing: float | None = None) -> Step:
-    """Builds ``seq2seq_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
+def make_token_step(
+    forward: Forward,
+    targets_key: str,
+    weights_fn: Callable[[Batch], jax.Array],
+    label_smoothing: float,
+) -> Step:
+    """``step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)`` for any model
+    whose ``forward`` gives logits for the tokens ``batch[targets_key]`` weighted by
+    ``weights_fn(batch)``.
 
-    Teacher forcing: the model (an ``EncoderDecoder``) feeds ``shift_right(targets)`` to the
-    decoder. ``label_smoothing`` defaults to ``model.config.label_smoothing``.
     Metrics (float32 scalars, per real target token): ``loss`` (label-smoothed, the optimised
     objective), ``nll`` (plain cross-entropy), ``accuracy`` (teacher-forced token accuracy) and
     ``tokens`` (real target tokens in the global batch).
     """
-    if label_smoothing is None:
-        label_smoothing = model.config.label_smoothing
 
-    def seq2seq_step(
+    def token_step(
         state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
     ) -> tuple[TrainState, Metrics]:
         mean = mean_over(axis_name)
-        weights = target_weights(batch)
+        weights = weights_fn(batch)
         tokens = mean(jnp.sum(weights))  # global count / number of devices
         normaliser = jnp.maximum(tokens, 1.0)
         if axis_name is not None:
             rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
 
         def loss_fn(params: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
-            logits = _forward(model, params, batch, train=True, rngs={"dropout": rng})
-            sums = _token_sums(logits, batch["targets"], weights, label_smoothing)
+            logits = forward(params, batch, train=True, rngs={"dropout": rng})
+            sums = _token_sums(logits, batch[targets_key], weights, label_smoothing)
             return sums["loss"] / normaliser, sums
 
         (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -101,7 +135,39 @@ def make_seq2seq_step(model: nn.Module, label_smoothing: float | None = None) ->
             metrics["tokens"] = metrics["tokens"] * lax.psum(1, axis_name)
         return new_state, metrics
 
-    return seq2seq_step
+    return token_step
+
+
+def make_token_eval_step(
+    forward: Forward,
+    targets_key: str,
+    weights_fn: Callable[[Batch], jax.Array],
+    label_smoothing: float,
+):
+    """``eval_step(state, batch) -> {"loss", "nll", "accuracy", "tokens"}`` summed over tokens.
+
+    Sums, not means, so callers add up batches exactly and divide by ``tokens`` at the end.
+    """
+
+    def eval_step(state: TrainState, batch: Batch) -> Metrics:
+        weights = weights_fn(batch)
+        logits = forward(state.params, batch, train=False)
+        sums = _token_sums(logits, batch[targets_key], weights, label_smoothing)
+        return {**sums, "tokens": jnp.sum(weights)}
+
+    return eval_step
+
+
+def make_seq2seq_step(model: nn.Module, label_smoothing: float | None = None) -> Step:
+    """Builds ``seq2seq_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
+
+    Teacher forcing: the model (an ``EncoderDecoder``) feeds ``shift_right(targets)`` to the
+    decoder. ``label_smoothing`` defaults to ``model.config.label_smoothing``. Metrics as
+    :func:`make_token_step`, per real target token.
+    """
+    if label_smoothing is None:
+        label_smoothing = model.config.label_smoothing
+    return make_token_step(_seq2seq_forward(model), "targets", target_weights, label_smoothing)
 
 
 def make_seq2seq_eval_step(model: nn.Module, label_smoothing: float | None = None):
@@ -111,11 +177,24 @@ def make_seq2seq_eval_step(model: nn.Module, label_smoothing: float | None = Non
     """
     if label_smoothing is None:
         label_smoothing = model.config.label_smoothing
+    return make_token_eval_step(_seq2seq_forward(model), "targets", target_weights, label_smoothing)
 
-    def eval_step(state: TrainState, batch: Batch) -> Metrics:
-        weights = target_weights(batch)
-        logits = _forward(model, state.params, batch, train=False)
-        sums = _token_sums(logits, batch["targets"], weights, label_smoothing)
-        return {**sums, "tokens": jnp.sum(weights)}
 
-    return eval_step
+def make_lm_step(model: nn.Module, label_smoothing: float | None = None) -> Step:
+    """Builds ``lm_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
+
+    The model (a ``DecoderOnlyLM``) reads ``batch["inputs"]`` shifted right behind ``BOS``
+    (restarting at every packed document) under a causal segment mask and predicts every token;
+    padding (segment 0) weighs 0. Same loss, metrics and global-token normalisation as
+    :func:`make_seq2seq_step`; ``label_smoothing`` defaults to ``model.config.label_smoothing``.
+    """
+    if label_smoothing is None:
+        label_smoothing = model.config.label_smoothing
+    return make_token_step(_lm_forward(model), "inputs", lm_weights, label_smoothing)
+
+
+def make_lm_eval_step(model: nn.Module, label_smoothing: float | None = None):
+    """``eval_step(state, batch) -> {"loss", "nll", "accuracy", "tokens"}`` summed over tokens."""
+    if label_smoothing is None:
+        label_smoothing = model.config.label_smoothing
+    return make_token_eval_step(_lm_forward(model), "inputs", lm_weights, label_smoothing)
