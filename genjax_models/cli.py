@@ -107,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pack several examples per row of max_len tokens (segment-masked attention)",
     )
+    seq2seq.add_argument(
+        "--train-split", default="train", help="TFDS split to train on, e.g. train[:10%%]"
+    )
+    seq2seq.add_argument(
+        "--init-from",
+        default=None,
+        metavar="DIR",
+        help="start from a pretrained run's params (those whose names and shapes match)",
+    )
+    from genjax_models.cli_text import add_text_commands
+
+    add_text_commands(train, commands, _add_train_flags)
 
     sample = commands.add_parser("sample", help="write a grid of samples").add_subparsers(
         dest="model", required=True, parser_class=_Parser
@@ -221,7 +233,14 @@ def _run_train(args: argparse.Namespace) -> None:
         from genjax_models.train import train_seq2seq
 
         config, optim = override_all((TransformerConfig(), TransformerOptimConfig()), args.set)
-        train_seq2seq(config, train, optim=optim, pack=args.pack, **common)
+        train_seq2seq(
+            config, train, optim=optim, pack=args.pack, train_split=args.train_split,
+            init_from=args.init_from, **common,
+        )  # fmt: skip
+    elif args.model in ("lm", "span_corruption"):
+        from genjax_models.cli_text import run_text_train
+
+        run_text_train(args, train, common)
     elif args.model == "gan":
         config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
         train_gan(override(config, args.set), train, **common)
@@ -296,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_bench(args)
         elif args.command == "translate" or (args.command == "eval" and args.model == "seq2seq"):
             _run_eval_or_translate_seq2seq(args)
+        elif args.command == "generate":
+            from genjax_models.cli_text import run_generate
+
+            run_generate(args)
         else:
             {"train": _run_train, "sample": _run_sample, "eval": _run_eval}[args.command](args)
     except TrainingInterrupted as stop:

@@ -94,6 +94,21 @@ class Checkpointer:
             ) from None
         return flax.serialization.from_state_dict(target, restored["state"]), meta
 
+    def restore_arrays(self, step: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Checkpoint ``step`` (default: latest) as saved, without a target state.
+
+        Returns ``(state_dict, metadata)``: the nested dict of arrays of the saved state (e.g.
+        ``state_dict["params"]``), whatever model saved it, e.g. to initialise another model
+        from some of its parameters.
+        """
+        self.wait()
+        step = self._resolve(step)
+        meta = self.read_metadata(step)
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+        )
+        return dict(restored["state"]), meta
+
     def wait(self) -> None:
         """Blocks until every pending asynchronous save has been written."""
         self._manager.wait_until_finished()

@@ -24,16 +24,18 @@ from genjax_models.configs import (
 )
 from genjax_models.metrics import corpus_bleu, exact_match
 from genjax_models.models.transformer import EncoderDecoder, make_transformer
+from genjax_models.train.init_from import init_params_from, write_report
 from genjax_models.train.optimizers import transformer_optimizer
 from genjax_models.train.parallel import DataParallel
 from genjax_models.train.runs import execute_run, restore_run, run_identity
 from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
 from genjax_models.train.state import TrainState, init_train_state
 from genjax_models.train.translation import translate_ids
-from genjax_models.train.workdir import check_workdir
+from genjax_models.train.workdir import check_workdir, read_run
 
 DEFAULT_DATASET = "number_words/en_fr"
 TOKENIZER_FILE = "tokenizer.json"
+INIT_REPORT_FILE = "init_from.json"
 VALIDATION_DECODE_EXAMPLES = 256
 """Validation examples greedy-decoded at every sample step (BLEU / exact match in the log)."""
 
@@ -138,13 +140,20 @@ def train_seq2seq(
     overwrite: bool = False,
     parallel: DataParallel | None = None,
     pack: bool = False,
+    train_split: str = "train",
+    init_from: str | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[TrainState, dict[str, float]]:
-    """Trains ``EncoderDecoder(config)`` on ``dataset``'s train split (teacher forcing).
+    """Trains ``EncoderDecoder(config)`` on ``dataset``'s ``train_split`` (teacher forcing).
 
     Batches are padded to length buckets (one compilation per bucket shape), or with ``pack``
     several examples share each row of ``max_len`` tokens (one shape, segment-masked attention,
-    ``batch_size`` counts rows).
+    ``batch_size`` counts rows). ``train_split`` is any TFDS split string, e.g. ``"train[:1%]"``.
+
+    ``init_from`` names a pretrained run's workdir (e.g. ``train span_corruption``): a new run
+    starts from its latest params wherever names and shapes match (fresh optimizer), reported in
+    the log and ``DIR/init_from.json``; a name with another shape is an error
+    (:mod:`genjax_models.train.init_from`). A resumed run ignores it (its checkpoint has them).
 
     Every ``train.sample_every`` steps (and at the end) the validation split is scored: token
     loss/accuracy, and BLEU / exact match of greedy translations of its first
@@ -160,12 +169,17 @@ def train_seq2seq(
         "tokenizer": "byte",
         "pack": pack,
     }
+    if train_split != "train":
+        identity["train_split"] = train_split
+    if init_from is not None:
+        read_run(init_from)  # a clear error now if it is not a run
+        identity["init_from"] = os.path.abspath(init_from)
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
-    check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    resuming = check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     buckets = _buckets(config.max_len)
-    _, sources, targets = _tokenized(dataset, "train", data_dir, tokenizer)
-    check_lengths(sources, targets, config.max_len, f"{dataset} train")
+    _, sources, targets = _tokenized(dataset, train_split, data_dir, tokenizer)
+    check_lengths(sources, targets, config.max_len, f"{dataset} {train_split}")
     if pack:
         batches: Any = PackedSeq2SeqBatcher(
             sources, targets, train.batch_size, train.seed, input_length=config.max_len
@@ -195,10 +209,22 @@ def train_seq2seq(
             tokenizer,
         )
 
+    state = init_seq2seq_state(config, optim, train.seed)
+    report = None
+    if init_from is not None and not resuming:
+        params, report = init_params_from(state.params, init_from)
+        state = state.replace(params=params)
+        log(report.summary())
+
+    def on_workdir_ready(workdir: str) -> None:
+        tokenizer.save(os.path.join(workdir, TOKENIZER_FILE))
+        if report is not None:
+            write_report(report, os.path.join(workdir, INIT_REPORT_FILE))
+
     return execute_run(
         identity=identity,
         info={"data_dir": data_dir},
-        state=init_seq2seq_state(config, optim, train.seed),
+        state=state,
         step=make_seq2seq_step(model),
         batches=batches,
         train=train,
@@ -206,7 +232,7 @@ def train_seq2seq(
         resume=resume,
         overwrite=overwrite,
         on_eval=on_eval,
-        on_workdir_ready=lambda workdir: tokenizer.save(os.path.join(workdir, TOKENIZER_FILE)),
+        on_workdir_ready=on_workdir_ready,
         log=log,
     )
 

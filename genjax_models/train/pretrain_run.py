@@ -1,0 +1,156 @@
+"""Span-corruption pretraining of the encoder-decoder on unlabeled text (T5-style).
+
+The run trains the same :class:`~genjax_models.models.transformer.EncoderDecoder` with the same
+seq2seq step as translation, on pairs made from unlabeled documents by
+:func:`~genjax_models.data.span_corruption.span_corruption_pairs` (corrupted text -> missing
+spans), packed several per row. ``train seq2seq --init-from DIR`` then starts a translation run
+from its parameters (:mod:`genjax_models.train.init_from`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import numpy as np
+
+from genjax_models.configs import (
+    SpanCorruptionConfig,
+    TrainConfig,
+    TransformerConfig,
+    TransformerOptimConfig,
+)
+from genjax_models.models.transformer import EncoderDecoder, make_transformer
+from genjax_models.train.parallel import DataParallel
+from genjax_models.train.runs import execute_run, run_identity
+from genjax_models.train.seq2seq_run import TOKENIZER_FILE, init_seq2seq_state
+from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
+from genjax_models.train.state import TrainState
+from genjax_models.train.workdir import check_workdir
+
+DEFAULT_PRETRAIN_DATASET = "python_docs"
+
+
+@partial(jax.jit, static_argnames=("model",))
+def _eval_sums(model: EncoderDecoder, state: TrainState, batch: dict) -> dict[str, jax.Array]:
+    return make_seq2seq_eval_step(model)(state, batch)
+
+
+def teacher_forced_metrics(
+    model: EncoderDecoder, state: TrainState, batches: list[dict[str, np.ndarray]]
+) -> dict[str, float]:
+    """``loss``, ``nll``, ``accuracy`` per real target token over ``batches`` (compiled once per
+    model and batch shape)."""
+    totals: dict[str, float] = {}
+    for batch in batches:
+        batch = {k: v for k, v in batch.items() if k != "index"}
+        for name, value in jax.device_get(_eval_sums(model, state, batch)).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    tokens = max(totals.pop("tokens"), 1.0)
+    return {name: value / tokens for name, value in totals.items()}
+
+
+def _round16(n: float) -> int:
+    return int(-(-math.ceil(n) // 16) * 16)
+
+
+def _span_pairs(
+    dataset: str, split: str, data_dir: str | None, tokenizer: Any, span: SpanCorruptionConfig, seed
+) -> tuple[list[list[int]], list[list[int]], int]:
+    from genjax_models.data import load_texts
+    from genjax_models.data.span_corruption import span_corruption_pairs
+
+    texts = load_texts(dataset, split, data_dir=data_dir)
+    documents = [tokenizer.encode(text, add_eos=False) for text in texts]
+    inputs, targets = span_corruption_pairs(documents, span, seed)
+    if not inputs:
+        raise ValueError(f"{dataset} {split} has no document of 2 or more tokens to corrupt")
+    return inputs, targets, len(documents)
+
+
+def train_span_corruption(
+    config: TransformerConfig,
+    train: TrainConfig,
+    *,
+    optim: TransformerOptimConfig | None = None,
+    span: SpanCorruptionConfig | None = None,
+    dataset: str = DEFAULT_PRETRAIN_DATASET,
+    data_dir: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    parallel: DataParallel | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[TrainState, dict[str, float]]:
+    """Pretrains ``EncoderDecoder(config)`` by span corruption of ``dataset``'s documents.
+
+    ``dataset`` is a corpus spec (:func:`genjax_models.data.load_texts`), e.g.
+    ``"python_docs,number_words/en_fr@source"``. Training pairs are packed into rows of
+    ``config.max_len`` source tokens (one batch shape); every ``train.sample_every`` steps the
+    span-corrupted validation split (fixed noise) is scored: teacher-forced loss and accuracy
+    of the missing spans. Returns the final state and the last metrics.
+    """
+    from genjax_models.data import ByteTokenizer, PackedSeq2SeqBatcher, Seq2SeqBatcher
+
+    optim = optim or TransformerOptimConfig()
+    span = span or SpanCorruptionConfig()
+    tokenizer = ByteTokenizer()
+    if config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"vocab_size={config.vocab_size} but the tokenizer has {tokenizer.vocab_size} ids: "
+            f"use --set vocab_size={tokenizer.vocab_size}"
+        )
+    if span.piece_length + 1 > config.max_len:
+        raise ValueError(
+            f"piece_length={span.piece_length} needs max_len >= {span.piece_length + 1} (the "
+            f"corrupted piece + EOS) but max_len={config.max_len}: use --set piece_length="
+            f"{config.max_len - 1} or --set max_len={span.piece_length + 1}"
+        )
+    identity = {
+        **run_identity("span_corruption", dataset, train, model=config, optim=optim, span=span),
+        "tokenizer": "byte",
+    }
+    parallel = parallel or DataParallel()
+    parallel.check_batch_size(train.batch_size)
+    check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    inputs, targets, count = _span_pairs(dataset, "train", data_dir, tokenizer, span, train.seed)
+    ratio = sum(map(len, targets)) / sum(map(len, inputs))
+    target_length = min(
+        config.max_len, _round16(max(max(map(len, targets)), 1.25 * ratio * config.max_len))
+    )
+    batches = PackedSeq2SeqBatcher(
+        inputs,
+        targets,
+        train.batch_size,
+        train.seed,
+        input_length=config.max_len,
+        target_length=target_length,
+    )
+    val_inputs, val_targets, _ = _span_pairs(dataset, "validation", data_dir, tokenizer, span, 0)
+    buckets = tuple(sorted({*range(16, config.max_len, 16), config.max_len}))
+    val_batches = Seq2SeqBatcher(
+        val_inputs, val_targets, train.batch_size, 0, buckets=buckets, drop_remainder=False
+    ).eval_batches()
+    log(
+        f"genjax-models: {count} documents -> {len(inputs)} span-corrupted pieces, packed into "
+        f"{batches.num_rows} rows of {config.max_len} source / {target_length} target tokens "
+        f"({batches.steps_per_epoch} steps per epoch); {len(val_inputs)} validation pieces"
+    )
+    model = make_transformer(config)
+    return execute_run(
+        identity=identity,
+        info={"data_dir": data_dir},
+        state=init_seq2seq_state(config, optim, train.seed),
+        step=make_seq2seq_step(model),
+        batches=batches,
+        train=train,
+        parallel=parallel,
+        resume=resume,
+        overwrite=overwrite,
+        on_eval=lambda state, step: teacher_forced_metrics(model, state, val_batches),
+        on_workdir_ready=lambda workdir: tokenizer.save(os.path.join(workdir, TOKENIZER_FILE)),
+        log=log,
+    )
