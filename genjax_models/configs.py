@@ -198,19 +198,7 @@ class TransformerConfig:
             "mlp_dim",
             "max_len",
         )
-        if self.vocab_size < 4:
-            _fail(type(self), "vocab_size", self.vocab_size, "at least 4 (PAD, BOS, EOS + 1)")
-        if self.d_model % self.num_heads:
-            _fail(
-                type(self),
-                "num_heads",
-                self.num_heads,
-                f"a divisor of d_model={self.d_model} (e.g. {_divisor_hint(self.d_model)})",
-            )
-        for name in ("dropout_rate", "attention_dropout_rate", "label_smoothing"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                _fail(type(self), name, value, "a float in [0, 1)")
+        _check_transformer_widths(self)
         _check_choice(self, "positions", POSITION_KINDS)
         _check_choice(self, "activation", ACTIVATIONS)
         _check_choice(self, "dtype", COMPUTE_DTYPES)
@@ -221,6 +209,23 @@ class TransformerConfig:
     def head_dim(self) -> int:
         """``d_model // num_heads``."""
         return self.d_model // self.num_heads
+
+
+def _check_transformer_widths(config: Any) -> None:
+    """Checks shared by the Transformer configs: vocabulary, heads vs width, rates in [0, 1)."""
+    if config.vocab_size < 4:
+        _fail(type(config), "vocab_size", config.vocab_size, "at least 4 (PAD, BOS, EOS + 1)")
+    if config.d_model % config.num_heads:
+        _fail(
+            type(config),
+            "num_heads",
+            config.num_heads,
+            f"a divisor of d_model={config.d_model} (e.g. {_divisor_hint(config.d_model)})",
+        )
+    for name in ("dropout_rate", "attention_dropout_rate", "label_smoothing"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            _fail(type(config), name, value, "a float in [0, 1)")
 
 
 def _divisor_hint(n: int) -> int:
@@ -259,19 +264,7 @@ class LMConfig:
         _check_positive_int(
             self, "vocab_size", "d_model", "num_heads", "num_layers", "mlp_dim", "max_len"
         )
-        if self.vocab_size < 4:
-            _fail(type(self), "vocab_size", self.vocab_size, "at least 4 (PAD, BOS, EOS + 1)")
-        if self.d_model % self.num_heads:
-            _fail(
-                type(self),
-                "num_heads",
-                self.num_heads,
-                f"a divisor of d_model={self.d_model} (e.g. {_divisor_hint(self.d_model)})",
-            )
-        for name in ("dropout_rate", "attention_dropout_rate", "label_smoothing"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                _fail(type(self), name, value, "a float in [0, 1)")
+        _check_transformer_widths(self)
         _check_choice(self, "positions", LM_POSITION_KINDS)
         if self.positions == "rotary" and (self.d_model // self.num_heads) % 2:
             _fail(
