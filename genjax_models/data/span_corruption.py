@@ -25,6 +25,7 @@ from genjax_models.data.tokenizer import BYTE_OFFSET, EOS_ID
 
 SENTINEL_IDS: tuple[int, ...] = tuple(BYTE_OFFSET + b for b in range(0xFF, 0xF7, -1))
 """Ids of the bytes 0xFF..0xF8 (258..251): invalid in UTF-8, so never produced by text."""
+_SENTINELS = frozenset(SENTINEL_IDS)
 _SPAN_SALT = 0x5DEECE66
 
 
@@ -32,8 +33,8 @@ def random_segmentation(total: int, parts: int, rng: np.random.Generator) -> np.
     """int64[parts] positive lengths summing to ``total``, uniform over such compositions."""
     if not 1 <= parts <= total:
         raise ValueError(f"cannot split {total} items into {parts} non-empty parts")
-    cuts = np.sort(rng.choice(total - 1, parts - 1, replace=False) + 1)
-    return np.diff(np.concatenate([[0], cuts, [total]]))
+    cuts = sorted((rng.permutation(total - 1)[: parts - 1] + 1).tolist())  # distinct, in 1..total-1
+    return np.diff(np.array([0, *cuts, total], np.int64))
 
 
 def span_corrupt(
@@ -53,13 +54,13 @@ def span_corrupt(
     n = len(ids)
     if n < 2:
         raise ValueError(f"span corruption needs at least 2 tokens, got {n}")
-    if any(i in SENTINEL_IDS for i in ids):
+    if not _SENTINELS.isdisjoint(ids):
         raise ValueError("text already contains a sentinel id (bytes 0xF8..0xFF): not UTF-8 text")
     noise = min(max(int(round(n * noise_density)), 1), n - 1)
     spans = int(round(noise / mean_span_length))
     spans = min(max(spans, 1), len(SENTINEL_IDS), noise, n - noise)
-    noise_lengths = random_segmentation(noise, spans, rng)
-    kept_lengths = random_segmentation(n - noise, spans, rng)
+    noise_lengths = random_segmentation(noise, spans, rng).tolist()
+    kept_lengths = random_segmentation(n - noise, spans, rng).tolist()
     inputs: list[int] = []
     targets: list[int] = []
     start = 0

@@ -33,6 +33,8 @@ from genjax_models.train.workdir import check_workdir
 DEFAULT_LM_DATASET = "python_docs"
 TOKENIZER_FILE = "tokenizer.json"
 SAMPLE_PROMPT = "The for statement"
+EVAL_ROWS = 64
+"""Rows per validation batch (the last one padded with empty rows)."""
 SAMPLE_TOKENS = 160
 """Tokens generated for the sample written every ``sample_every`` steps (fewer if max_len is)."""
 
@@ -230,8 +232,9 @@ def train_lm(
     train_docs = _documents(dataset, "train", data_dir, tokenizer)
     val_docs = _documents(dataset, "validation", data_dir, tokenizer)
     batches = PackedLMBatcher(train_docs, train.batch_size, train.seed, length=config.max_len)
+    val_rows = PackedLMBatcher(val_docs, 1, 0, length=config.max_len).num_rows
     val_batches = PackedLMBatcher(
-        val_docs, min(train.batch_size, 8), 0, length=config.max_len, drop_remainder=False
+        val_docs, min(EVAL_ROWS, val_rows), 0, length=config.max_len, drop_remainder=False
     ).eval_batches()
     baseline = unigram_baseline(train_docs, val_docs)
     log(

@@ -33,6 +33,8 @@ from genjax_models.train.state import TrainState
 from genjax_models.train.workdir import check_workdir
 
 DEFAULT_PRETRAIN_DATASET = "python_docs"
+EVAL_ROWS = 64
+"""Examples per validation batch (whatever the training batch size)."""
 
 
 @partial(jax.jit, static_argnames=("model",))
@@ -132,8 +134,9 @@ def train_span_corruption(
     val_inputs, val_targets, _ = _span_pairs(dataset, "validation", data_dir, tokenizer, span, 0)
     buckets = tuple(sorted({*range(16, config.max_len, 16), config.max_len}))
     val_batches = Seq2SeqBatcher(
-        val_inputs, val_targets, train.batch_size, 0, buckets=buckets, drop_remainder=False
-    ).eval_batches()
+        val_inputs, val_targets, min(EVAL_ROWS, len(val_inputs)), 0, buckets=buckets,
+        drop_remainder=False,
+    ).eval_batches()  # fmt: skip
     log(
         f"genjax-models: {count} documents -> {len(inputs)} span-corrupted pieces, packed into "
         f"{batches.num_rows} rows of {config.max_len} source / {target_length} target tokens "

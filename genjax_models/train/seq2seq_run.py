@@ -177,6 +177,12 @@ def train_seq2seq(
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
     resuming = check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    state = init_seq2seq_state(config, optim, train.seed)
+    report = None
+    if init_from is not None and not resuming:  # shape errors before any data is read
+        params, report = init_params_from(state.params, init_from)
+        state = state.replace(params=params)
+        log(report.summary())
     buckets = _buckets(config.max_len)
     _, sources, targets = _tokenized(dataset, train_split, data_dir, tokenizer)
     check_lengths(sources, targets, config.max_len, f"{dataset} {train_split}")
@@ -208,13 +214,6 @@ def train_seq2seq(
             list(val_pairs.targets[:count]),
             tokenizer,
         )
-
-    state = init_seq2seq_state(config, optim, train.seed)
-    report = None
-    if init_from is not None and not resuming:
-        params, report = init_params_from(state.params, init_from)
-        state = state.replace(params=params)
-        log(report.summary())
 
     def on_workdir_ready(workdir: str) -> None:
         tokenizer.save(os.path.join(workdir, TOKENIZER_FILE))
