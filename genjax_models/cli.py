@@ -8,13 +8,14 @@ compilation or training starts. Set ``GENJAX_MODELS_DEBUG=1`` to get the full tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Sequence
 
 from genjax_models import __version__
-from genjax_models.configs import ClassifierConfig, GANConfig, TrainConfig, override
+from genjax_models.configs import GANConfig, TrainConfig, override
 
 # Channels of common image datasets; others take --set channels=N.
 DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "emnist": 1, "kmnist": 1}
@@ -96,8 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     gan = train.add_parser("gan", help="DCGAN on an image dataset")
     _add_train_flags(gan, steps=2000)
     gan.add_argument("--loss", choices=["non_saturating", "minimax", "hinge"], default=None)
-    classifier = train.add_parser("classifier", help="CNN classifier p(y|x)")
-    _add_train_flags(classifier, steps=1000)
+    gan.add_argument(
+        "--conditional",
+        action="store_true",
+        help="condition G and D on the dataset's labels (projection discriminator)",
+    )
+    classifier = train.add_parser(
+        "classifier", help="discriminative p(y|x): CNN on images, MLP on feature vectors"
+    )
+    _add_train_flags(classifier, steps=1000, example="hidden_layers=0")
+    generative = train.add_parser(
+        "class_conditional", help="generative p(x|y)p(y): a full-covariance Gaussian per class"
+    )
+    _add_train_flags(generative, steps=1000, dataset="elephants_mice", example="learning_rate=0.01")
+    for labelled in (classifier, generative):
+        labelled.add_argument(
+            "--label-fraction",
+            type=float,
+            default=1.0,
+            help="train on this fraction of the labelled examples, per class (default 1)",
+        )
     seq2seq = train.add_parser("seq2seq", help="encoder-decoder Transformer (translation)")
     _add_train_flags(
         seq2seq, steps=3000, dataset="number_words/en_fr", kind="translation", example="d_model=128"
@@ -129,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample_gan.add_argument("--out", default="samples.png", help="PNG path (default samples.png)")
     sample_gan.add_argument("--seed", type=int, default=0)
     sample_gan.add_argument("--no-ema", action="store_true", help="use raw G params, not the EMA")
+    sample_gan.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        help="conditional GAN: sample this class (default: one row per class)",
+    )
 
     evaluate = commands.add_parser("eval", help="evaluate a run").add_subparsers(
         dest="model", required=True, parser_class=_Parser
@@ -243,19 +268,36 @@ def _run_train(args: argparse.Namespace) -> None:
         run_text_train(args, train, common)
     elif args.model == "gan":
         config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
-        train_gan(override(config, args.set), train, **common)
+        config = override(config, args.set)  # bad --set values fail before any data is read
+        if args.conditional and not config.num_classes:
+            from genjax_models.data.features import describe_labelled_dataset
+
+            classes = describe_labelled_dataset(args.dataset, args.data_dir)["num_classes"]
+            if classes < 2:
+                raise UsageError(f"--conditional needs labels but {args.dataset!r} has none")
+            config = dataclasses.replace(config, num_classes=classes)
+        train_gan(config, train, **common)
     else:
-        config = override(ClassifierConfig(channels=channels), args.set)
-        train_classifier(config, train, **common)
+        from genjax_models.train import train_class_conditional
+        from genjax_models.train.labelled_configs import labelled_configs
+
+        config, optim = labelled_configs(
+            args.model, args.dataset, data_dir=args.data_dir, channels=channels,
+            assignments=args.set,
+        )  # fmt: skip
+        run = train_classifier if args.model == "classifier" else train_class_conditional
+        run(config, train, optim=optim, label_fraction=args.label_fraction, **common)
     print(f"genjax-models: done; outputs in {train.workdir}")
 
 
 def _run_sample(args: argparse.Namespace) -> None:
-    from genjax_models.train import sample_gan
+    from genjax_models.train.gan_run import sample_gan_grid
     from genjax_models.train.images import save_image_grid
 
-    images = sample_gan(args.workdir, args.num, args.seed, use_ema=not args.no_ema)
-    print(f"genjax-models: wrote {save_image_grid(images, args.out)}")
+    images, columns = sample_gan_grid(
+        args.workdir, args.num, args.seed, use_ema=not args.no_ema, label=args.label
+    )
+    print(f"genjax-models: wrote {save_image_grid(images, args.out, columns=columns)}")
 
 
 def _run_eval(args: argparse.Namespace) -> None:

@@ -31,6 +31,15 @@ def number_words_data_dir(digits_data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def elephants_mice_data_dir(digits_data_dir: Path) -> Path:
+    """The session data_dir with ``elephants_mice`` (default ``photos`` config) prepared too."""
+    from genjax_models.data.features import load_feature_dataset
+
+    load_feature_dataset("elephants_mice", "test", data_dir=digits_data_dir)
+    return digits_data_dir
+
+
+@pytest.fixture(scope="session")
 def python_docs_data_dir(digits_data_dir: Path) -> Path:
     """The session data_dir with ``python_docs`` prepared too (offline, a few seconds)."""
     from genjax_models.data import load_texts

@@ -106,6 +106,20 @@ def is_feature_dataset(name: str, data_dir: str | os.PathLike[str] | None = None
     return "features" in prepared_builder(name, data_dir).info.features
 
 
+def describe_labelled_dataset(
+    name: str, data_dir: str | os.PathLike[str] | None = None
+) -> dict[str, int]:
+    """``{"num_features": D (0 for images), "num_classes": K (0 without labels)}`` from the
+    dataset's metadata (no examples are read)."""
+    features = prepared_builder(name, data_dir).info.features
+    label = features["label"] if "label" in features else None
+    vector = features["features"].shape if "features" in features else ()
+    return {
+        "num_features": int(vector[0]) if len(vector) == 1 else 0,
+        "num_classes": int(getattr(label, "num_classes", 0) or 0),
+    }
+
+
 def load_labelled_dataset(
     name: str,
     split: str,

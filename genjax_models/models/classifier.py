@@ -1,7 +1,9 @@
-"""Discriminative image classifier p(y|x): a small CNN whose penultimate layer gives features.
+"""Discriminative classifiers p(y|x): a small CNN for images, an MLP / logistic regression.
 
-The same network measures GAN quality: its features give the Frechet distance between generated
+The CNN also measures GAN quality: its features give the Frechet distance between generated
 and real images, and its confidence gives the rate of recognisable samples (``metrics.py``).
+The MLP reads feature vectors in physical units (``elephants_mice``) through a
+:class:`~genjax_models.nn.standardize.Standardize` layer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax_models.configs import ClassifierConfig
+from genjax_models.nn.standardize import STANDARDIZE, Standardize
 
 
 class CNNClassifier(nn.Module):
@@ -44,8 +47,44 @@ class CNNClassifier(nn.Module):
         return (logits, features) if return_features else logits
 
 
-def make_classifier(config: ClassifierConfig) -> CNNClassifier:
-    """The classifier described by ``config``."""
+class MLPClassifier(nn.Module):
+    """``x: float32[batch, ...]`` (flattened) -> logits ``float32[batch, num_classes]``.
+
+    Standardises the inputs (statistics set from the training data, see
+    :func:`~genjax_models.nn.standardize.with_input_statistics`), then ``hidden_layers`` dense
+    ReLU layers of ``hidden_dim`` units and a linear read-out: with ``hidden_layers=0`` it is
+    (multinomial) logistic regression, a linear decision boundary. ``return_features=True``
+    also returns the last hidden layer ``float32[batch, hidden_dim]`` (the standardised inputs
+    for logistic regression).
+    """
+
+    num_classes: int = 2
+    hidden_layers: int = 1
+    hidden_dim: int = 64
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, return_features: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        del train  # no dropout or BatchNorm
+        h = Standardize(name=STANDARDIZE)(x.reshape(x.shape[0], -1))  # (B, D)
+        for _ in range(self.hidden_layers):
+            h = nn.relu(nn.Dense(self.hidden_dim, dtype=self.dtype)(h.astype(self.dtype)))
+        features = h.astype(jnp.float32)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype)(features).astype(jnp.float32)
+        return (logits, features) if return_features else logits
+
+
+def make_classifier(config: ClassifierConfig) -> CNNClassifier | MLPClassifier:
+    """The classifier described by ``config`` (``architecture``: ``cnn`` or ``mlp``)."""
+    if config.architecture == "mlp":
+        return MLPClassifier(
+            num_classes=config.num_classes,
+            hidden_layers=config.hidden_layers,
+            hidden_dim=config.feature_dim,
+            dtype=jnp.dtype(config.dtype),
+        )
     return CNNClassifier(
         num_classes=config.num_classes,
         width=config.width,

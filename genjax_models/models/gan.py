@@ -1,4 +1,5 @@
-"""DCGAN generator and discriminator (Radford et al. 2016), sized from :class:`GANConfig`."""
+"""DCGAN generator and discriminator (Radford et al. 2016), sized from :class:`GANConfig`, and
+their label-conditioned variants (conditional generator, projection discriminator)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,64 @@ def _log2_blocks(image_size: int) -> int:
     return image_size.bit_length() - 3  # log2(image_size) - 2 up/down-sampling blocks
 
 
+# The bodies below are called inside a module's compact ``__call__``: the layers they create
+# belong to that module (same parameter names as if written inline).
+
+
+def _dcgan_generator_body(module: nn.Module, h: jax.Array, train: bool) -> jax.Array:
+    """``h: float[batch, n] -> float32[batch, S, S, C]``: dense 4x4 seed, up-blocks, tanh."""
+    num_blocks = _log2_blocks(module.image_size)
+    width = module.base_width * 2 ** (num_blocks - 1)
+    x = nn.Dense(4 * 4 * width, use_bias=False, dtype=module.dtype, kernel_init=DCGAN_INIT)(h)
+    x = x.reshape(h.shape[0], 4, 4, width)  # (B, 4, 4, W)
+    x = nn.relu(dcgan_batch_norm(train, module.dtype, module.batch_norm_axis_name)(x))
+    for _ in range(num_blocks - 1):
+        width //= 2
+        x = UpBlock(width, dtype=module.dtype, batch_norm_axis_name=module.batch_norm_axis_name)(
+            x, train=train
+        )
+    x = SubPixelConvTranspose(module.channels, dtype=module.dtype)(x)  # (B, S, S, C)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+def _check_images(module: nn.Module, x: jax.Array) -> None:
+    expected = (module.image_size, module.image_size, module.channels)
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"{type(module).__name__} expects images of shape [batch, {expected[0]}, "
+            f"{expected[1]}, {expected[2]}], got {tuple(x.shape)}"
+        )
+
+
+def _dcgan_discriminator_features(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+    """``x: float[batch, S, S, C] -> [batch, 4, 4, base_width * 2**(n-1)]`` (down-blocks)."""
+    x = x.astype(module.dtype)
+    for i in range(_log2_blocks(module.image_size)):
+        x = DownBlock(
+            module.base_width * 2**i,
+            use_batch_norm=i > 0,
+            dtype=module.dtype,
+            batch_norm_axis_name=module.batch_norm_axis_name,
+        )(x, train=train)
+    return x
+
+
+def _dcgan_logit(module: nn.Module, h: jax.Array) -> jax.Array:
+    """The 4x4 valid convolution to one logit: ``[batch, 4, 4, W] -> float32[batch]``."""
+    x = nn.Conv(
+        1, (4, 4), padding="VALID", use_bias=False, dtype=module.dtype, kernel_init=DCGAN_INIT
+    )(h)  # (B, 1, 1, 1)
+    return x.reshape(x.shape[0]).astype(jnp.float32)
+
+
+def _check_labels(module: nn.Module, labels: jax.Array, batch: int) -> None:
+    if labels.shape != (batch,) or not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(
+            f"{type(module).__name__} expects integer labels of shape [{batch}] in "
+            f"0..{module.num_classes - 1}, got {labels.dtype}{tuple(labels.shape)}"
+        )
+
+
 class Generator(nn.Module):
     """Maps noise to images: ``z: float32[batch, latent_dim] -> float32[batch, S, S, channels]``.
 
@@ -48,18 +107,7 @@ class Generator(nn.Module):
             raise ValueError(
                 f"Generator expects z of shape [batch, {self.latent_dim}], got {tuple(z.shape)}"
             )
-        num_blocks = _log2_blocks(self.image_size)
-        width = self.base_width * 2 ** (num_blocks - 1)
-        x = nn.Dense(4 * 4 * width, use_bias=False, dtype=self.dtype, kernel_init=DCGAN_INIT)(z)
-        x = x.reshape(z.shape[0], 4, 4, width)  # (B, 4, 4, W)
-        x = nn.relu(dcgan_batch_norm(train, self.dtype, self.batch_norm_axis_name)(x))
-        for _ in range(num_blocks - 1):
-            width //= 2
-            x = UpBlock(width, dtype=self.dtype, batch_norm_axis_name=self.batch_norm_axis_name)(
-                x, train=train
-            )
-        x = SubPixelConvTranspose(self.channels, dtype=self.dtype)(x)  # (B, S, S, C)
-        return jnp.tanh(x.astype(jnp.float32))
+        return _dcgan_generator_body(self, z, train)
 
 
 class Discriminator(nn.Module):
@@ -78,25 +126,71 @@ class Discriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        expected = (self.image_size, self.image_size, self.channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        _check_images(self, x)
+        h = _dcgan_discriminator_features(self, x, train)  # (B, 4, 4, W)
+        return _dcgan_logit(self, h)
+
+
+class ConditionalGenerator(nn.Module):
+    """DCGAN generator conditioned on a label: ``(z: float32[batch, latent_dim], labels:
+    int32[batch]) -> float32[batch, S, S, channels]`` in (-1, 1).
+
+    The label's learned embedding (``latent_dim`` numbers) is concatenated to ``z``; the rest is
+    :class:`Generator`'s network.
+    """
+
+    num_classes: int = 10
+    latent_dim: int = 100
+    base_width: int = 64
+    image_size: int = 32
+    channels: int = 1
+    dtype: Any = jnp.float32
+    batch_norm_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z: jax.Array, labels: jax.Array, *, train: bool) -> jax.Array:
+        if z.ndim != 2 or z.shape[-1] != self.latent_dim:
             raise ValueError(
-                f"Discriminator expects images of shape [batch, {expected[0]}, {expected[1]}, "
-                f"{expected[2]}], got {tuple(x.shape)}"
+                f"ConditionalGenerator expects z of shape [batch, {self.latent_dim}], "
+                f"got {tuple(z.shape)}"
             )
-        num_blocks = _log2_blocks(self.image_size)
-        x = x.astype(self.dtype)
-        for i in range(num_blocks):
-            x = DownBlock(
-                self.base_width * 2**i,
-                use_batch_norm=i > 0,
-                dtype=self.dtype,
-                batch_norm_axis_name=self.batch_norm_axis_name,
-            )(x, train=train)
-        x = nn.Conv(
-            1, (4, 4), padding="VALID", use_bias=False, dtype=self.dtype, kernel_init=DCGAN_INIT
-        )(x)  # (B, 1, 1, 1)
-        return x.reshape(x.shape[0]).astype(jnp.float32)
+        _check_labels(self, labels, z.shape[0])
+        embedding = nn.Embed(
+            self.num_classes,
+            self.latent_dim,
+            embedding_init=nn.initializers.normal(stddev=1.0),  # as large as z's entries
+            name="label_embedding",
+        )(labels)
+        h = jnp.concatenate([z, embedding.astype(z.dtype)], axis=-1)  # (B, 2 * latent_dim)
+        return _dcgan_generator_body(self, h, train)
+
+
+class ProjectionDiscriminator(nn.Module):
+    """DCGAN discriminator with a projection on the label (Miyato & Koyama 2018):
+    ``(x: float32[batch, S, S, channels], labels: int32[batch]) -> float32[batch]`` logits.
+
+    With ``phi(x)`` the last 4x4 feature map of :class:`Discriminator`'s down-blocks, the logit
+    is ``conv4x4(phi(x)) + <embed(y), sum_{h,w} phi(x)>``: the first term asks "is it a real
+    image?", the second "does it look like class y?".
+    """
+
+    num_classes: int = 10
+    base_width: int = 64
+    image_size: int = 32
+    channels: int = 1
+    dtype: Any = jnp.float32
+    batch_norm_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array, *, train: bool) -> jax.Array:
+        _check_images(self, x)
+        _check_labels(self, labels, x.shape[0])
+        h = _dcgan_discriminator_features(self, x, train)  # (B, 4, 4, W)
+        embedding = nn.Embed(
+            self.num_classes, h.shape[-1], embedding_init=DCGAN_INIT, name="label_embedding"
+        )(labels)  # (B, W)
+        pooled = jnp.sum(h.astype(jnp.float32), axis=(1, 2))  # (B, W)
+        return _dcgan_logit(self, h) + jnp.sum(embedding * pooled, axis=-1)
 
 
 def compute_dtype(name: str) -> Any:
@@ -108,9 +202,26 @@ def compute_dtype(name: str) -> Any:
 
 def make_dcgan(
     config: GANConfig, batch_norm_axis_name: str | None = None
-) -> tuple[Generator, Discriminator]:
-    """The DCGAN pair described by ``config`` (float32 params, ``config.dtype`` compute)."""
+) -> tuple[nn.Module, nn.Module]:
+    """The DCGAN pair described by ``config`` (float32 params, ``config.dtype`` compute).
+
+    ``config.num_classes > 0``: :class:`ConditionalGenerator` and
+    :class:`ProjectionDiscriminator`; else :class:`Generator` and :class:`Discriminator`.
+    """
     dtype = compute_dtype(config.dtype)
+    if config.num_classes:
+        common = dict(
+            num_classes=config.num_classes,
+            base_width=config.base_width,
+            image_size=config.image_size,
+            channels=config.channels,
+            dtype=dtype,
+            batch_norm_axis_name=batch_norm_axis_name,
+        )
+        return (
+            ConditionalGenerator(latent_dim=config.latent_dim, **common),
+            ProjectionDiscriminator(**common),
+        )
     generator = Generator(
         latent_dim=config.latent_dim,
         base_width=config.base_width,

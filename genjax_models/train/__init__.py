@@ -1,9 +1,20 @@
 """Training: states, pure steps, checkpoints, the loop and ready-made runs."""
 
 from genjax_models.train.checkpoint import Checkpointer, CheckpointError
+from genjax_models.train.class_conditional_run import (
+    ClassConditionalRun,
+    load_class_conditional,
+    train_class_conditional,
+)
 from genjax_models.train.classifier_run import load_classifier, train_classifier
 from genjax_models.train.evaluation import evaluate_gan
-from genjax_models.train.gan_run import generate_images, load_gan, sample_gan, train_gan
+from genjax_models.train.gan_run import (
+    generate_images,
+    load_gan,
+    sample_gan,
+    sample_gan_grid,
+    train_gan,
+)
 from genjax_models.train.loop import TrainingInterrupted, run_loop
 from genjax_models.train.seq2seq_run import (
     Seq2SeqRun,
@@ -31,6 +42,7 @@ from genjax_models.train.workdir import WorkdirError
 __all__ = [
     "CheckpointError",
     "Checkpointer",
+    "ClassConditionalRun",
     "GANState",
     "Seq2SeqRun",
     "TrainState",
@@ -42,6 +54,7 @@ __all__ = [
     "init_gan_state",
     "init_train_state",
     "jit_step",
+    "load_class_conditional",
     "load_classifier",
     "load_gan",
     "load_seq2seq",
@@ -52,7 +65,9 @@ __all__ = [
     "make_seq2seq_step",
     "run_loop",
     "sample_gan",
+    "sample_gan_grid",
     "step_rng",
+    "train_class_conditional",
     "train_classifier",
     "train_gan",
     "train_seq2seq",

@@ -1,4 +1,4 @@
-"""GAN quality on digits-like data: Frechet distance and recognisable-sample rate.
+"""GAN quality on digits-like data: Frechet distance, recognisable-sample rate, label agreement.
 
 Both use the library's own CNN classifier p(y|x) trained on the same dataset: its penultimate
 features give the Frechet distance between generated images and the real test split, and its
@@ -77,6 +77,10 @@ def gan_quality(
 ) -> dict[str, float]:
     """``frechet_distance`` (generated vs ``real_images``) and ``recognisable_rate`` of samples.
 
+    A conditional GAN generates sample ``i`` for label ``i % num_classes`` (balanced classes)
+    and also gets ``label_agreement``: the fraction of samples that the classifier assigns to
+    the label they were generated for.
+
     Args:
       run: the GAN (modules + state).
       classifier: a restored classifier run (``model`` and ``state``).
@@ -86,13 +90,18 @@ def gan_quality(
     z = jax.random.normal(
         jax.random.PRNGKey(seed), (num_samples, run.config.latent_dim), jnp.float32
     )
-    fake = generate_images(run.generator, run.state, z, use_ema=use_ema)
+    classes = run.config.num_classes
+    labels = np.arange(num_samples, dtype=np.int32) % classes if classes else None
+    fake = generate_images(run.generator, run.state, z, labels=labels, use_ema=use_ema)
     fake_probs, fake_features = classify(classifier.model, classifier.state, fake)
     _, real_features = classify(classifier.model, classifier.state, real_images)
-    return {
+    result = {
         "frechet_distance": frechet_distance(fake_features, real_features),
         "recognisable_rate": recognisable_rate(fake_probs),
     }
+    if labels is not None:
+        result["label_agreement"] = float(np.mean(np.argmax(fake_probs, -1) == labels))
+    return result
 
 
 def evaluate_gan(

@@ -1,4 +1,7 @@
-"""DCGAN runs: train on an image dataset, restore, and sample (used by the CLI and experiments)."""
+"""DCGAN runs: train on an image dataset, restore, and sample (used by the CLI and experiments).
+
+A config with ``num_classes > 0`` trains the conditional GAN on the dataset's labels.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from genjax_models.train.parallel import DataParallel
 from genjax_models.train.runs import adam, execute_run, restore_run, run_identity
 from genjax_models.train.state import GANState, init_gan_state
 from genjax_models.train.steps import make_gan_step
-from genjax_models.train.workdir import check_workdir
+from genjax_models.train.workdir import check_workdir, read_run
 
 NUM_FIXED_SAMPLES = 64
 GAN_OPTIM = OptimConfig()
@@ -49,26 +52,45 @@ def _init_state(
         adam(g_optim),
         adam(d_optim),
         config.image_shape,
+        conditional=config.num_classes > 0,
     )
 
 
 def generate_images(
-    generator: nn.Module, state: GANState, z: jax.Array, *, use_ema: bool = True
+    generator: nn.Module,
+    state: GANState,
+    z: jax.Array,
+    *,
+    labels: jax.Array | None = None,
+    use_ema: bool = True,
 ) -> np.ndarray:
-    """Samples ``float32[n, H, W, C]`` images in [-1, 1] from ``z: float32[n, latent_dim]``.
+    """Samples ``float32[n, H, W, C]`` images in [-1, 1] from ``z: float32[n, latent_dim]``
+    (and, for a conditional generator, ``labels: int32[n]``).
 
     Uses the EMA generator parameters (``use_ema``) and BatchNorm running statistics (eval mode).
     """
     params = state.ema_g_params if use_ema else state.g_params
+    inputs = (z,) if labels is None else (z, jnp.asarray(labels, jnp.int32))
     apply = jax.jit(
-        lambda p, s, noise: generator.apply({"params": p, "batch_stats": s}, noise, train=False)
+        lambda p, s, xs: generator.apply({"params": p, "batch_stats": s}, *xs, train=False)
     )
-    return np.asarray(apply(params, state.g_batch_stats, z))
+    return np.asarray(apply(params, state.g_batch_stats, inputs))
 
 
 def fixed_noise(config: GANConfig, seed: int, num: int = NUM_FIXED_SAMPLES) -> jax.Array:
     """The noise batch ``float32[num, latent_dim]`` whose samples are tracked over training."""
     return jax.random.normal(jax.random.PRNGKey(seed + 1_000_003), (num, config.latent_dim))
+
+
+def class_grid_inputs(
+    config: GANConfig, noise: jax.Array, per_class: int
+) -> tuple[jax.Array, np.ndarray]:
+    """``(z float32[K * per_class, latent_dim], labels int32[K * per_class])`` for a grid with
+    one row per class: row ``k`` is class ``k`` and column ``j`` uses ``noise[j]`` in every
+    row, so a column shows one "style" written as every class."""
+    k = config.num_classes
+    labels = np.repeat(np.arange(k, dtype=np.int32), per_class)
+    return jnp.tile(noise[:per_class], (k, 1)), labels
 
 
 def check_data_shape(images: np.ndarray, config: GANConfig, dataset: str) -> None:
@@ -111,6 +133,12 @@ def train_gan(
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     arrays = load_image_dataset(dataset, "train", data_dir=data_dir, image_size=config.image_size)
     check_data_shape(arrays.images, config, dataset)
+    if config.num_classes and arrays.num_classes != config.num_classes:
+        raise ValueError(
+            f"dataset {dataset!r} has {arrays.num_classes or 'no'} label classes but the "
+            f"conditional GAN has num_classes={config.num_classes}: --set "
+            f"num_classes={arrays.num_classes or 0}"
+        )
     batches = EpochBatcher(arrays, train.batch_size, train.seed)
     generator, _ = make_dcgan(config)  # samples are drawn outside the parallel step
     state = _init_state(config, g_optim, d_optim, train.seed)
@@ -119,12 +147,18 @@ def train_gan(
         loss=config.loss,
         n_critic=config.n_critic,
         ema_decay=config.ema_decay,
+        conditional=config.num_classes > 0,
     )
     noise = fixed_noise(config, train.seed)
+    labels, columns = None, None
+    if config.num_classes:  # one row per class, 8 noise vectors
+        columns = 8
+        noise, labels = class_grid_inputs(config, noise, columns)
 
     def write_samples(current: GANState, at_step: int) -> None:
         path = os.path.join(train.workdir, "samples", f"step_{at_step:06d}.png")
-        save_image_grid(generate_images(generator, current, noise), path)
+        images = generate_images(generator, current, noise, labels=labels)
+        save_image_grid(images, path, columns=columns)
 
     return execute_run(
         identity=identity,
@@ -161,10 +195,53 @@ def load_gan(workdir: str) -> GANRun:
     )
 
 
-def sample_gan(workdir: str, num: int = 64, seed: int = 0, *, use_ema: bool = True) -> np.ndarray:
-    """``float32[num, H, W, C]`` samples in [-1, 1] from the latest checkpoint in ``workdir``."""
+def check_label(workdir: str, label: int | None) -> int:
+    """The number of classes of the GAN in ``workdir`` (0: unconditional), after checking that
+    ``label`` (if given) is one of them; reads only ``run.json``."""
+    classes = read_run(workdir)["identity"].get("model", {}).get("num_classes", 0)
+    if label is not None:
+        if not classes:
+            raise ValueError(
+                f"label {label} given but the GAN in {workdir!r} is unconditional: train one "
+                "with `genjax-models train gan --conditional`"
+            )
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < classes:
+            raise ValueError(f"label {label!r} is invalid: expected a class in 0..{classes - 1}")
+    return classes
+
+
+def sample_gan_grid(
+    workdir: str,
+    num: int = 64,
+    seed: int = 0,
+    *,
+    use_ema: bool = True,
+    label: int | None = None,
+) -> tuple[np.ndarray, int | None]:
+    """``(images float32[n, H, W, C] in [-1, 1], columns)`` from the latest checkpoint.
+
+    Unconditional GAN: ``num`` samples, ``columns=None`` (square grid). Conditional GAN:
+    ``num`` samples of class ``label``; without ``label``, one row per class of
+    ``max(1, num // num_classes)`` samples, the same noise in every row (``columns`` of them).
+    """
     if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
         raise ValueError(f"num={num!r} is invalid: expected a positive number of samples")
+    classes = check_label(workdir, label)
     run = load_gan(workdir)
+    if classes and label is None:
+        per_class = max(1, num // classes)
+        noise = jax.random.normal(jax.random.PRNGKey(seed), (per_class, run.config.latent_dim))
+        z, labels = class_grid_inputs(run.config, noise, per_class)
+        images = generate_images(run.generator, run.state, z, labels=labels, use_ema=use_ema)
+        return images, per_class
     z = jax.random.normal(jax.random.PRNGKey(seed), (num, run.config.latent_dim), jnp.float32)
-    return generate_images(run.generator, run.state, z, use_ema=use_ema)
+    labels = None if label is None else np.full((num,), label, np.int32)
+    return generate_images(run.generator, run.state, z, labels=labels, use_ema=use_ema), None
+
+
+def sample_gan(
+    workdir: str, num: int = 64, seed: int = 0, *, use_ema: bool = True, label: int | None = None
+) -> np.ndarray:
+    """``float32[n, H, W, C]`` samples in [-1, 1] from the latest checkpoint in ``workdir``
+    (see :func:`sample_gan_grid` for conditional GANs and ``label``)."""
+    return sample_gan_grid(workdir, num, seed, use_ema=use_ema, label=label)[0]

@@ -87,6 +87,7 @@ def init_gan_state(
     d_tx: optax.GradientTransformation,
     image_shape: tuple[int, int, int],
     latent_dim: int | None = None,
+    conditional: bool = False,
 ) -> GANState:
     """Initialises a :class:`GANState` for any pair of Linen modules.
 
@@ -99,12 +100,17 @@ def init_gan_state(
       g_tx, d_tx: optax transformations for the generator and the discriminator.
       image_shape: (height, width, channels) of real images.
       latent_dim: noise size; defaults to ``generator.latent_dim``.
+      conditional: the modules also take labels, ``generator(z, labels, train=...)`` and
+        ``discriminator(x, labels, train=...)`` with ``labels: int32[batch]``.
     """
     latent_dim = resolve_latent_dim(generator, latent_dim)
     g_key, d_key, run_key = jax.random.split(rng, 3)
-    g_params, g_stats = _init_variables(generator, g_key, jnp.zeros((1, latent_dim), jnp.float32))
+    labels = (jnp.zeros((1,), jnp.int32),) if conditional else ()
+    g_params, g_stats = _init_variables(
+        generator, g_key, (jnp.zeros((1, latent_dim), jnp.float32), *labels)
+    )
     d_params, d_stats = _init_variables(
-        discriminator, d_key, jnp.zeros((1, *image_shape), jnp.float32)
+        discriminator, d_key, (jnp.zeros((1, *image_shape), jnp.float32), *labels)
     )
     return GANState(
         step=jnp.zeros((), jnp.int32),

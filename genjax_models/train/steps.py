@@ -82,11 +82,11 @@ def per_example_normal(
 
 
 def _apply_train(
-    module: nn.Module, params: PyTree, stats: PyTree, x: jax.Array
+    module: nn.Module, params: PyTree, stats: PyTree, *inputs: jax.Array
 ) -> tuple[jax.Array, PyTree]:
     """Train-mode forward; returns the output and the updated BatchNorm statistics."""
     out, mutated = module.apply(
-        {"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
+        {"params": params, "batch_stats": stats}, *inputs, train=True, mutable=["batch_stats"]
     )
     return out, mutated.get("batch_stats", {})
 
@@ -104,6 +104,7 @@ def make_gan_step(
     n_critic: int = 1,
     ema_decay: float = 0.999,
     latent_dim: int | None = None,
+    conditional: bool = False,
 ) -> Step:
     """Builds ``gan_step(state, batch, rng, *, axis_name=None) -> (GANState, metrics)``.
 
@@ -112,6 +113,10 @@ def make_gan_step(
     generator update share one generator forward pass (``jax.vjp``), as PyTorch's DCGAN does.
 
     ``batch["image"]``: float32[batch, H, W, C] real images in [-1, 1].
+    ``conditional=True``: also ``batch["label"]``: int32[batch]; the modules are called as
+    ``generator(z, labels, train=...)`` and ``discriminator(x, labels, train=...)``, and the fake
+    of example ``i`` is generated for the real example's label ``labels[i]`` (fakes follow the
+    data's class frequencies; no extra randomness).
     Metrics (float32 scalars): ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)), ``d_fake`` (mean
     D(G(z)) before the D update), ``d_fake_after`` (after it), ``d_acc_real``, ``d_acc_fake``.
     """
@@ -131,17 +136,18 @@ def make_gan_step(
         mean = mean_over(axis_name)
         real = batch["image"]
         batch_size = real.shape[0]
+        labels = (batch["label"],) if conditional else ()  # extra inputs of G and D
         g_params, d_params = state.g_params, state.d_params
         g_stats, d_stats = state.g_batch_stats, state.d_batch_stats
         d_opt_state = state.d_opt_state
 
         def generate(params: PyTree, key: jax.Array) -> tuple[jax.Array, PyTree]:
             z = per_example_normal(key, batch_size, latent_dim, axis_name)
-            return _apply_train(generator, params, g_stats, z)
+            return _apply_train(generator, params, g_stats, z, *labels)
 
         def d_loss_fn(params: PyTree, fake: jax.Array) -> tuple[jax.Array, Any]:
-            real_logits, stats = _apply_train(discriminator, params, d_stats, real)
-            fake_logits, stats = _apply_train(discriminator, params, stats, fake)
+            real_logits, stats = _apply_train(discriminator, params, d_stats, real, *labels)
+            fake_logits, stats = _apply_train(discriminator, params, stats, fake, *labels)
             return discriminator_loss(loss, real_logits, fake_logits), (
                 stats,
                 real_logits,
@@ -166,7 +172,7 @@ def make_gan_step(
             d_params = optax.apply_updates(d_params, updates)
 
         def g_loss_fn(fake: jax.Array) -> tuple[jax.Array, Any]:
-            logits, stats = _apply_train(discriminator, d_params, d_stats, fake)
+            logits, stats = _apply_train(discriminator, d_params, d_stats, fake, *labels)
             return generator_loss(loss, logits), (stats, logits)
 
         (g_loss, (d_stats, fake_logits_after)), fake_grad = jax.value_and_grad(
@@ -203,13 +209,31 @@ def make_gan_step(
     return gan_step
 
 
-def make_classifier_step(model: nn.Module) -> Step:
+CLASSIFIER_OBJECTIVES = ("conditional", "joint")
+
+
+def make_classifier_step(
+    model: nn.Module, *, input_key: str = "image", objective: str = "conditional"
+) -> Step:
     """Builds ``classifier_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
 
-    ``batch["image"]``: float32[batch, H, W, C]; ``batch["label"]``: int32[batch]. The model is
-    called as ``model(x, train=True)`` and returns float32[batch, classes] logits.
-    Metrics: ``loss`` (mean cross-entropy) and ``accuracy``.
+    ``batch[input_key]``: float32[batch, ...] inputs (``"image"``: [batch, H, W, C];
+    ``"features"``: [batch, D]); ``batch["label"]``: int32[batch]. The model is called as
+    ``model(x, train=True)`` and returns float32[batch, classes] scores. The ``objective`` is
+    the log-likelihood that one step of gradient descent increases:
+
+    - ``"conditional"`` (discriminative): ``log p(y | x)``, the scores are logits and the loss
+      is their mean cross-entropy;
+    - ``"joint"`` (generative): ``log p(x, y)``, the scores are ``log p(x, y=k)`` (e.g.
+      :class:`~genjax_models.models.class_conditional.ClassConditionalGaussian`) and the loss
+      is ``-mean log p(x, y)``, the negative log-likelihood of the labelled examples.
+
+    Metrics: ``loss`` and ``accuracy`` (argmax of the scores, the Bayes decision for ``joint``).
     """
+    if objective not in CLASSIFIER_OBJECTIVES:
+        raise ValueError(
+            f"objective={objective!r} is invalid: expected one of {', '.join(CLASSIFIER_OBJECTIVES)}"
+        )
 
     def classifier_step(
         state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
@@ -218,7 +242,10 @@ def make_classifier_step(model: nn.Module) -> Step:
         mean = mean_over(axis_name)
 
         def loss_fn(p: PyTree) -> tuple[jax.Array, Any]:
-            logits, stats = _apply_train(model, p, state.batch_stats, batch["image"])
+            logits, stats = _apply_train(model, p, state.batch_stats, batch[input_key])
+            if objective == "joint":
+                log_joint = jnp.take_along_axis(logits, batch["label"][:, None], axis=-1)
+                return -jnp.mean(log_joint), (stats, logits)
             return classification_loss(logits, batch["label"]), (stats, logits)
 
         (loss, (stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -236,26 +263,37 @@ def make_classifier_step(model: nn.Module) -> Step:
     return classifier_step
 
 
-def make_classifier_eval_step(model: nn.Module) -> Callable[[TrainState, Batch], Metrics]:
-    """``eval_step(state, batch) -> {"loss", "accuracy", "count"}`` summed over the batch.
+def make_classifier_eval_step(
+    model: nn.Module, *, input_key: str = "image"
+) -> Callable[[TrainState, Batch], Metrics]:
+    """``eval_step(state, batch) -> {"loss", "accuracy", "count", "log_joint", "log_marginal"}``
+    summed over the batch.
 
-    Returns sums (not means) so callers can add up uneven batches exactly; an optional
-    ``batch["mask"]: bool[batch]`` excludes padding examples.
+    ``loss`` is the cross-entropy of ``softmax(scores)``, i.e. ``-log p(y | x)``. For a
+    generative model (scores ``log p(x, y=k)``) ``log_joint`` sums ``log p(x, y)`` and
+    ``log_marginal`` sums ``log p(x) = logsumexp_k log p(x, k)``; for a discriminative one they
+    carry no meaning. Returns sums (not means) so callers can add up uneven batches exactly; an
+    optional ``batch["mask"]: bool[batch]`` excludes padding examples.
     """
 
     def eval_step(state: TrainState, batch: Batch) -> Metrics:
         logits = model.apply(
-            {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+            {"params": state.params, "batch_stats": state.batch_stats},
+            batch[input_key],
+            train=False,
         )
         losses = optax.softmax_cross_entropy_with_integer_labels(
             logits.astype(jnp.float32), batch["label"]
         )
         mask = batch.get("mask", jnp.ones(losses.shape, bool)).astype(jnp.float32)
         correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+        log_joint = jnp.take_along_axis(logits, batch["label"][:, None], axis=-1)[:, 0]
         return {
             "loss": jnp.sum(losses * mask),
             "accuracy": jnp.sum(correct * mask),
             "count": jnp.sum(mask),
+            "log_joint": jnp.sum(log_joint * mask),
+            "log_marginal": jnp.sum(jax.nn.logsumexp(logits, axis=-1) * mask),
         }
 
     return eval_step
