@@ -228,6 +228,18 @@ def _check_transformer_widths(config: Any) -> None:
             _fail(type(config), name, value, "a float in [0, 1)")
 
 
+def _check_adam(config: Any) -> None:
+    """Adam hyper-parameters: a positive learning rate and eps, betas in [0, 1)."""
+    if not isinstance(config.learning_rate, (int, float)) or not config.learning_rate > 0:
+        _fail(type(config), "learning_rate", config.learning_rate, "a positive float")
+    for name in ("b1", "b2"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            _fail(type(config), name, value, "a float in [0, 1)")
+    if not isinstance(config.eps, (int, float)) or not config.eps > 0:
+        _fail(type(config), "eps", config.eps, "a positive float")
+
+
 def _divisor_hint(n: int) -> int:
     return max(h for h in (1, 2, 4, 8, 16) if n % h == 0)
 
@@ -325,15 +337,8 @@ class TransformerOptimConfig:
     clip_norm: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
-            _fail(type(self), "learning_rate", self.learning_rate, "a positive float")
         _check_positive_int(self, "warmup_steps")
-        for name in ("b1", "b2"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                _fail(type(self), name, value, "a float in [0, 1)")
-        if not isinstance(self.eps, (int, float)) or not self.eps > 0:
-            _fail(type(self), "eps", self.eps, "a positive float")
+        _check_adam(self)
         for name in ("weight_decay", "clip_norm"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
@@ -350,14 +355,7 @@ class OptimConfig:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
-            _fail(type(self), "learning_rate", self.learning_rate, "a positive float")
-        for name in ("b1", "b2"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                _fail(type(self), name, value, "a float in [0, 1)")
-        if not isinstance(self.eps, (int, float)) or not self.eps > 0:
-            _fail(type(self), "eps", self.eps, "a positive float")
+        _check_adam(self)
 
 
 @dataclasses.dataclass(frozen=True)
