@@ -17,7 +17,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +25,16 @@ import optax
 
 from genjax_models.configs import GANConfig
 from genjax_models.models.gan import make_dcgan
-from genjax_models.train import init_gan_state, jit_step, make_gan_step
-from genjax_models.train.state import step_rng
+from genjax_models.train import init_gan_state, make_gan_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, matmul_flops_per_second, timed_windows  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS,
+    matmul_flops_per_second,
+    time_train_step,
+    timed_windows,
+    xla_flops,
+)
 
 
 def bench_jax(config: GANConfig, batch_size: int, steps: int, windows: int) -> dict:
@@ -42,38 +46,10 @@ def bench_jax(config: GANConfig, batch_size: int, steps: int, windows: int) -> d
     gan_step = make_gan_step(generator, discriminator, loss=config.loss)
     images = np.random.default_rng(0).uniform(-1, 1, (batch_size, *config.image_shape))
     batch = {"image": jnp.asarray(images, jnp.float32)}
-    train_step = jit_step(gan_step)
-
-    lowered = jax.jit(lambda s, b: gan_step(s, b, step_rng(s))).lower(state, batch)
-    cost = lowered.compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", float("nan")))
-
-    start = time.perf_counter()
-    state, metrics = train_step(state, batch)
-    jax.block_until_ready(metrics)
-    compile_seconds = time.perf_counter() - start
-    for _ in range(2):
-        state, metrics = train_step(state, batch)
-    jax.block_until_ready(metrics)
-    compiled_before = train_step._cache_size()
-    holder = {"state": state}
-
-    def run(n: int) -> None:
-        s = holder["state"]
-        for _ in range(n):
-            s, m = train_step(s, batch)
-        jax.block_until_ready(m)
-        holder["state"] = s
-
-    rates = timed_windows(run, steps, windows)
-    return {
-        "compile_seconds": compile_seconds,
-        "steps_per_sec": statistics.median(rates),
-        "window_steps_per_sec": rates,
-        "xla_flops_per_step": flops,
-        "recompilations_after_warmup": train_step._cache_size() - compiled_before,
-    }
+    flops = xla_flops(gan_step, state, batch)  # before timing: the timed steps donate `state`
+    timing = time_train_step(gan_step, state, batch, steps, windows)
+    timing.pop("final_state")
+    return {**timing, "xla_flops_per_step": flops}
 
 
 def bench_torch(config: GANConfig, batch_size: int, steps: int, windows: int) -> dict | None:

@@ -20,7 +20,6 @@ import dataclasses
 import os
 import statistics
 import sys
-import time
 
 import jax
 import numpy as np
@@ -30,16 +29,17 @@ from genjax_models.flops import transformer_train_flops
 from genjax_models.models.transformer import EOS_ID, make_transformer
 from genjax_models.train.optimizers import transformer_optimizer
 from genjax_models.train.sequence_steps import make_seq2seq_step
-from genjax_models.train.state import init_train_state, step_rng
-from genjax_models.train.steps import jit_step
+from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     device_facts,
     peak_flops,
     peak_memory_bytes,
+    time_train_step,
     timed_windows,
     write_result,
+    xla_flops,
 )
 
 SIZES = {
@@ -67,36 +67,14 @@ def bench_jax(config: TransformerConfig, batch: dict, steps: int, windows: int) 
     tx = transformer_optimizer(TransformerOptimConfig())
     state = init_train_state(jax.random.PRNGKey(0), model, tx, (example, example))
     step = make_seq2seq_step(model)
-    compiled = jax.jit(lambda s, b: step(s, b, step_rng(s))).lower(state, batch).compile()
-    cost = compiled.cost_analysis()
-    xla_flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", float("nan")))
-    train_step = jit_step(step)
     batch = jax.device_put(batch)
-    start = time.perf_counter()
-    state, metrics = train_step(state, batch)
-    jax.block_until_ready(metrics)
-    compile_seconds = time.perf_counter() - start
-    for _ in range(2):
-        state, metrics = train_step(state, batch)
-    jax.block_until_ready(metrics)
-    compiled_before = train_step._cache_size()
-    holder = {"state": state}
-
-    def run(n: int) -> None:
-        s = holder["state"]
-        for _ in range(n):
-            s, m = train_step(s, batch)
-        jax.block_until_ready(m)
-        holder["state"] = s
-
-    rates = timed_windows(run, steps, windows)
+    flops = xla_flops(step, state, batch)  # before timing: the timed steps donate `state`
+    timing = time_train_step(step, state, batch, steps, windows)
+    final_state = timing.pop("final_state")
     return {
-        "parameters": int(sum(x.size for x in jax.tree.leaves(holder["state"].params))),
-        "compile_seconds": compile_seconds,
-        "steps_per_sec": statistics.median(rates),
-        "window_steps_per_sec": rates,
-        "xla_flops_per_step": xla_flops,
-        "recompilations_after_warmup": train_step._cache_size() - compiled_before,
+        "parameters": int(sum(x.size for x in jax.tree.leaves(final_state.params))),
+        **timing,
+        "xla_flops_per_step": flops,
         "peak_memory_bytes": peak_memory_bytes(),
     }
 

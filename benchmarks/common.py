@@ -36,6 +36,52 @@ def timed_windows(run_steps: Callable[[int], None], steps: int, windows: int) ->
     return rates
 
 
+def xla_flops(step: Callable, state, batch) -> float:
+    """XLA's FLOP count of ``step(state, batch, step_rng(state))`` compiled (nan if unknown)."""
+    from genjax_models.train.state import step_rng
+
+    compiled = jax.jit(lambda s, b: step(s, b, step_rng(s))).lower(state, batch).compile()
+    cost = compiled.cost_analysis()
+    return float((cost[0] if isinstance(cost, list) else cost).get("flops", float("nan")))
+
+
+def time_train_step(step: Callable, state, batch, steps: int, windows: int) -> dict:
+    """Times ``jit_step(step)`` from ``state`` on one ``batch``: compile time (first call), then
+    ``windows`` timed windows of ``steps`` steps after 2 warm-up steps; counts recompilations.
+
+    Returns ``compile_seconds``, ``steps_per_sec`` (median), ``window_steps_per_sec``,
+    ``recompilations_after_warmup`` and ``final_state``.
+    """
+    from genjax_models.train.steps import jit_step
+
+    train_step = jit_step(step)
+    start = time.perf_counter()
+    state, metrics = train_step(state, batch)
+    jax.block_until_ready(metrics)
+    compile_seconds = time.perf_counter() - start
+    for _ in range(2):
+        state, metrics = train_step(state, batch)
+    jax.block_until_ready(metrics)
+    compiled_before = train_step._cache_size()
+    holder = {"state": state}
+
+    def run(n: int) -> None:
+        current = holder["state"]
+        for _ in range(n):
+            current, last = train_step(current, batch)
+        jax.block_until_ready(last)
+        holder["state"] = current
+
+    rates = timed_windows(run, steps, windows)
+    return {
+        "compile_seconds": compile_seconds,
+        "steps_per_sec": statistics.median(rates),
+        "window_steps_per_sec": rates,
+        "recompilations_after_warmup": train_step._cache_size() - compiled_before,
+        "final_state": holder["state"],
+    }
+
+
 def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of a float32 ``size``^3 matmul in JAX on the default device (median)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
