@@ -197,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-BENCHMARKS = {"gan": "bench_gan.py", "seq2seq": "bench_seq2seq.py", "decode": "bench_decode.py"}
+BENCHMARKS = {
+    "gan": "bench_gan.py",
+    "seq2seq": "bench_seq2seq.py",
+    "decode": "bench_decode.py",
+    "lm": "bench_lm.py",
+}
 
 
 def _run_bench(args: argparse.Namespace) -> None:
@@ -278,9 +283,11 @@ def _run_train(args: argparse.Namespace) -> None:
             config = dataclasses.replace(config, num_classes=classes)
         train_gan(config, train, **common)
     else:
+        from genjax_models.data.features import check_label_fraction
         from genjax_models.train import train_class_conditional
         from genjax_models.train.labelled_configs import labelled_configs
 
+        check_label_fraction(args.label_fraction)
         config, optim = labelled_configs(
             args.model, args.dataset, data_dir=args.data_dir, channels=channels,
             assignments=args.set,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from genjax_models.configs import GANConfig, TransformerConfig
+from genjax_models.configs import GANConfig, LMConfig, TransformerConfig
 
 
 def transformer_forward_flops(
@@ -52,6 +52,20 @@ def transformer_train_flops(
     """FLOPs of one seq2seq training step: 3 x the forward FLOPs (forward, weight and input
     gradients of every matmul), i.e. ``6 x matmul params x tokens + 3 x attention``."""
     return 3 * sum(transformer_forward_flops(config, batch, src_len, tgt_len).values())
+
+
+def lm_train_flops(config: LMConfig, batch: int, length: int) -> int:
+    """FLOPs of one causal-LM training step on ``int32[batch, length]`` tokens: 3 x forward, with
+    per layer and token ``2 x (4 d^2 + 2 d mlp)``, ``2 d V`` per token for the logits and
+    ``2 x 2 x length^2 x d`` per layer and sequence for attention (full matrices)."""
+    d, mlp = config.d_model, config.mlp_dim
+    tokens = batch * length
+    forward = (
+        config.num_layers * tokens * 2 * (4 * d * d + 2 * d * mlp)
+        + tokens * 2 * d * config.vocab_size
+        + config.num_layers * 4 * batch * length * length * d
+    )
+    return 3 * forward
 
 
 def transformer_decode_step_flops(

@@ -43,6 +43,21 @@ def test_transformer_train_flops_match_xla(dropout: float) -> None:
     assert 0.8 <= ratio <= 1.2
 
 
+def test_lm_train_flops_match_xla() -> None:
+    from genjax_models.configs import LMConfig
+    from genjax_models.flops import lm_train_flops
+    from genjax_models.models.decoder_only import make_lm
+    from genjax_models.train.sequence_steps import make_lm_step
+
+    config = LMConfig(d_model=64, mlp_dim=256, num_heads=4, num_layers=2, max_len=64)
+    model = make_lm(config)
+    batch = {"inputs": np.full((4, 48), 5, np.int32)}
+    state = init_train_state(jax.random.PRNGKey(0), model, optax.adamw(1e-3), batch["inputs"][:1])
+    ratio = lm_train_flops(config, 4, 48) / xla_flops(make_lm_step(model), state, batch)
+    print(f"analytic / XLA FLOPs: {ratio:.3f}")
+    assert 0.8 <= ratio <= 1.2
+
+
 def test_gan_train_flops_match_xla() -> None:
     config = GANConfig(base_width=16, latent_dim=32)
     generator, discriminator = make_dcgan(config)
