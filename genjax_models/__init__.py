@@ -7,7 +7,9 @@ from genjax_models.configs import (
     ClassifierConfig,
     ConfigError,
     GANConfig,
+    LMConfig,
     OptimConfig,
+    SpanCorruptionConfig,
     TrainConfig,
     TransformerConfig,
     TransformerOptimConfig,
@@ -15,11 +17,13 @@ from genjax_models.configs import (
 from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
 from genjax_models.models import (
     CNNClassifier,
+    DecoderOnlyLM,
     Discriminator,
     EncoderDecoder,
     Generator,
     make_classifier,
     make_dcgan,
+    make_lm,
     make_transformer,
 )
 
@@ -29,11 +33,14 @@ __all__ = [
     "CNNClassifier",
     "ClassifierConfig",
     "ConfigError",
+    "DecoderOnlyLM",
     "Discriminator",
     "EncoderDecoder",
     "GANConfig",
     "Generator",
+    "LMConfig",
     "OptimConfig",
+    "SpanCorruptionConfig",
     "TrainConfig",
     "TransformerConfig",
     "TransformerOptimConfig",
@@ -42,5 +49,6 @@ __all__ = [
     "generator_loss",
     "make_classifier",
     "make_dcgan",
+    "make_lm",
     "make_transformer",
 ]
