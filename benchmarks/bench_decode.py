@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "decode",
         **device_facts(),
+        "command": "python benchmarks/bench_decode.py " + " ".join(argv or sys.argv[1:]),
         "config": {
             **dataclasses.asdict(config),
             "batch_size": args.batch_size,

@@ -12,8 +12,7 @@ recompilations after warm-up, and the ratio to PyTorch when torch is installed (
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
+import dataclasses
 import os
 import statistics
 import sys
@@ -24,15 +23,17 @@ import numpy as np
 import optax
 
 from genjax_models.configs import GANConfig
+from genjax_models.flops import gan_train_flops
 from genjax_models.models.gan import make_dcgan
 from genjax_models.train import init_gan_state, make_gan_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    RESULTS,
-    matmul_flops_per_second,
+    device_facts,
+    peak_flops,
     time_train_step,
     timed_windows,
+    write_result,
     xla_flops,
 )
 
@@ -90,32 +91,32 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
 
-    config = GANConfig(base_width=args.width, image_size=args.image_size)
+    config = GANConfig(base_width=args.width, image_size=args.image_size, dtype=args.dtype)
     device = jax.devices()[0]
     ours = bench_jax(config, args.batch_size, args.steps, args.windows)
     reference = (
         None if args.no_torch else bench_torch(config, args.batch_size, args.steps, args.windows)
     )
-    peak = matmul_flops_per_second() if device.platform == "cpu" else None
-    achieved = ours["xla_flops_per_step"] * ours["steps_per_sec"]
+    peak, peak_source = peak_flops(args.dtype)
+    flops = gan_train_flops(config, args.batch_size)
+    achieved = flops * ours["steps_per_sec"]
     result = {
         "benchmark": "gan",
-        "date": datetime.date.today().isoformat(),
-        "device_kind": device.device_kind,
-        "platform": device.platform,
-        "device_count": 1,
-        "cpu_count": os.cpu_count(),
-        "jax_version": jax.__version__,
-        "config": {**config.__dict__, "batch_size": args.batch_size},
+        **device_facts(),
+        "command": "python benchmarks/bench_gan.py " + " ".join(argv or sys.argv[1:]),
+        "config": {**dataclasses.asdict(config), "batch_size": args.batch_size},
         "jax": ours,
         "images_per_sec": ours["steps_per_sec"] * args.batch_size,
+        "model_flops_per_step": flops,
         "achieved_flops_per_sec": achieved,
-        "matmul_2048_flops_per_sec": peak,
-        "fraction_of_matmul_flops": None if peak is None else achieved / peak,
+        "peak_flops_per_sec": peak,
+        "peak_source": peak_source,
+        "mfu": None if not peak else achieved / peak,
         "torch": reference,
         "jax_over_torch": None
         if reference is None
@@ -136,16 +137,12 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"JAX / PyTorch throughput: {result['jax_over_torch']:.2f}x")
     if peak:
         print(
-            f"achieved {achieved / 1e9:.1f} GFLOP/s = {result['fraction_of_matmul_flops']:.0%} of a 2048^3 matmul ({peak / 1e9:.0f} GFLOP/s)"
+            f"model FLOPs/step {flops / 1e9:.2f} G (XLA counts {ours['xla_flops_per_step'] / 1e9:.2f} G); "
+            f"achieved {achieved / 1e9:.1f} GFLOP/s = MFU {result['mfu']:.0%} of "
+            f"{peak / 1e9:.0f} GFLOP/s ({peak_source})"
         )
     print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
-    out = args.out or os.path.join(
-        RESULTS, f"gan-w{args.width}-{device.platform}-{result['date']}.json"
-    )
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {out}")
+    write_result(result, f"gan-w{args.width}-{args.dtype}", args.out)
     return result
 
 

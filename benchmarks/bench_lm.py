@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "lm",
         **facts,
+        "command": "python benchmarks/bench_lm.py " + " ".join(argv or sys.argv[1:]),
         "config": {
             **dataclasses.asdict(config),
             "batch_size": args.batch_size,

@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "seq2seq",
         **facts,
+        "command": "python benchmarks/bench_seq2seq.py " + " ".join(argv or sys.argv[1:]),
         "config": {
             **dataclasses.asdict(config),
             "batch_size": args.batch_size,

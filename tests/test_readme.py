@@ -37,3 +37,16 @@ def test_readme_transformer_example_runs() -> None:
     assert namespace["logits"].shape == (1, 3, 259)
     assert namespace["tokens"].shape == (1, 4, 16) and namespace["scores"].shape == (1, 4)
     assert np.all(np.diff(np.asarray(namespace["scores"])[0]) <= 0)  # best first
+
+
+def test_readme_benchmark_table_is_generated_from_the_results_json() -> None:
+    """`python benchmarks/report.py --readme` keeps the table equal to benchmarks/results/*.json."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+    spec = importlib.util.spec_from_file_location("report", path)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    rows = report.markdown(report.load_results())
+    assert report.readme_block(README) == rows
+    assert rows.count("\n") >= 4  # header, separator and at least two measured rows

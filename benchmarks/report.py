@@ -1,0 +1,116 @@
+"""Builds the README's benchmark tables from ``benchmarks/results/*.json``.
+
+    python benchmarks/report.py            # print the markdown
+    python benchmarks/report.py --readme   # rewrite the block between the README's markers
+
+A test checks that the README block equals what this script generates from the committed JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+README = os.path.join(os.path.dirname(HERE), "README.md")
+BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
+
+
+def load_results(directory: str = os.path.join(HERE, "results")) -> list[dict]:
+    """Every training/decoding benchmark JSON (not the data-parallel sweep), sorted by name."""
+    results = []
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        with open(path) as f:
+            result = json.load(f)
+        if result.get("benchmark") in ("gan", "seq2seq", "lm", "decode"):
+            results.append({**result, "file": os.path.basename(path)})
+    return results
+
+
+def _device(r: dict) -> str:
+    cores = f", {r['cpu_count']} cores" if r["platform"] == "cpu" else ""
+    return f"{r['device_kind']}{cores}"
+
+
+def _model(r: dict) -> str:
+    c = r["config"]
+    if r["benchmark"] == "gan":
+        return f"DCGAN width {c['base_width']}, {c['image_size']}x{c['image_size']}, batch {c['batch_size']}"
+    if r["benchmark"] == "seq2seq":
+        layers = f"{c['num_encoder_layers']}+{c['num_decoder_layers']}"
+        return f"seq2seq d{c['d_model']} {layers} layers, batch {c['batch_size']} x {c['length']}"
+    return f"LM d{c['d_model']} {c['num_layers']} layers, batch {c['batch_size']} x {c['length']}"
+
+
+def _throughput(r: dict) -> str:
+    rate = r["jax"]["steps_per_sec"]
+    if r["benchmark"] == "gan":
+        return f"{rate:.2f} steps/s ({r['images_per_sec']:,.0f} img/s)"
+    return f"{rate:.2f} steps/s ({r['tokens_per_sec']:,.0f} tok/s)"
+
+
+def _command(r: dict) -> str:
+    if "command" in r:
+        return r["command"].strip()
+    return f"python benchmarks/bench_gan.py --width {r['config']['base_width']}"
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "| device | model | dtype | JAX throughput | MFU | JAX / PyTorch | command |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in (r for r in results if r["benchmark"] != "decode"):
+        mfu = r.get("mfu", r.get("fraction_of_matmul_flops"))
+        ratio = r.get("jax_over_torch")
+        lines.append(
+            f"| {_device(r)} | {_model(r)} | {r['config'].get('dtype', 'float32')} | "
+            f"{_throughput(r)} | {'n/a' if mfu is None else f'{mfu:.0%}'} | "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}x'} | `{_command(r)}` |"
+        )
+    decode = [r for r in results if r["benchmark"] == "decode"]
+    if decode:
+        lines += [
+            "",
+            "| device | decoding | output length | cached tok/s | uncached tok/s | speed-up | command |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in decode:
+            for row in r["results"]:
+                lines.append(
+                    f"| {_device(r)} | {row['method']} | {row['length']} | "
+                    f"{row['cached']['tokens_per_sec']:,.0f} | {row['uncached']['tokens_per_sec']:,.0f} | "
+                    f"{row['speedup']:.1f}x | `{_command(r)}` |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(readme: str) -> str:
+    """The text between the README's benchmark markers."""
+    match = re.search(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), readme, re.S)
+    if match is None:
+        raise ValueError(f"README has no {BEGIN} ... {END} block")
+    return match.group(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", action="store_true", help="rewrite the README block")
+    args = parser.parse_args(argv)
+    table = markdown(load_results())
+    if not args.readme:
+        print(table, end="")
+        return
+    with open(README) as f:
+        readme = f.read()
+    old = readme_block(readme)
+    with open(README, "w") as f:
+        f.write(readme.replace(BEGIN + "\n" + old + END, BEGIN + "\n" + table + END))
+    print(f"updated {README}")
+
+
+if __name__ == "__main__":
+    main()
