@@ -143,6 +143,12 @@ def model_inputs(arrays: ImageArrays | FeatureArrays) -> np.ndarray:
     return arrays.features if isinstance(arrays, FeatureArrays) else arrays.images
 
 
+def check_label_fraction(fraction: float) -> None:
+    """One-line ``ValueError`` unless ``fraction`` is a number in (0, 1]."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+        raise ValueError(f"label fraction {fraction!r} is invalid: expected a number in (0, 1]")
+
+
 def labelled_fraction(arrays: A, fraction: float, seed: int = 0) -> A:
     """The examples whose labels a run may use, ``fraction`` of each class (stratified).
 
@@ -154,8 +160,7 @@ def labelled_fraction(arrays: A, fraction: float, seed: int = 0) -> A:
       arrays: a whole labelled split.
       fraction: in (0, 1].
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
-        raise ValueError(f"label fraction {fraction!r} is invalid: expected a number in (0, 1]")
+    check_label_fraction(fraction)
     if fraction == 1:
         return arrays
     keep: list[np.ndarray] = []

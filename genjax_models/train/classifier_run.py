@@ -177,8 +177,9 @@ def train_labelled_model(
     ``num_labels``, the labelled examples used) and returned with the last training metrics.
     """
     from genjax_models.data import EpochBatcher
-    from genjax_models.data.features import input_key, model_inputs
+    from genjax_models.data.features import check_label_fraction, input_key, model_inputs
 
+    check_label_fraction(label_fraction)
     identity = run_identity(kind, dataset, train, model=config, optim=optim)
     if label_fraction != 1:
         identity["label_fraction"] = label_fraction

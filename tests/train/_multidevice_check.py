@@ -6,7 +6,8 @@ device count has to be set before JAX is imported (this script sets it when the 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
         python tests/train/_multidevice_check.py OUT_DIR [gan] [classifier]
 
-For each model (``gan``, ``classifier``) and each way of running the step it takes ``STEPS`` steps
+For each model (``gan``, ``classifier``, ``seq2seq``, ``cgan``: the conditional GAN,
+``generative``: the Gaussian class-conditional model's joint-likelihood step) and each way of running the step it takes ``STEPS`` steps
 from the same initial state with the same global batch and the same per-step keys:
 
 - ``reference``: ``jax.jit(step)`` on one device, ``axis_name=None``, on the whole batch;
@@ -50,9 +51,11 @@ from jax.sharding import Mesh, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from genjax_models.configs import GANConfig, TransformerConfig  # noqa: E402
+from genjax_models.models.class_conditional import ClassConditionalGaussian  # noqa: E402
 from genjax_models.models.classifier import CNNClassifier  # noqa: E402
 from genjax_models.models.gan import make_dcgan  # noqa: E402
 from genjax_models.models.transformer import EncoderDecoder  # noqa: E402
+from genjax_models.nn.standardize import with_input_statistics  # noqa: E402
 from genjax_models.train.sequence_steps import make_seq2seq_step  # noqa: E402
 from genjax_models.train.state import init_gan_state, init_train_state  # noqa: E402
 from genjax_models.train.steps import make_classifier_step, make_gan_step  # noqa: E402
@@ -151,6 +154,45 @@ def gan_results() -> dict[str, dict]:
     return run_all(make_step, single, multi, state, batch)
 
 
+def cgan_results() -> dict[str, dict]:
+    """Conditional GAN (projection discriminator): labels travel with the batch."""
+    cfg = GANConfig(latent_dim=8, base_width=8, image_size=16, channels=1, num_classes=4)
+    single, multi = make_dcgan(cfg), make_dcgan(cfg, batch_norm_axis_name=AXIS)
+    tx = optax.adam(2e-4, b1=0.5)
+    state = init_gan_state(
+        jax.random.PRNGKey(INIT_SEED), *single, tx, tx, cfg.image_shape, conditional=True
+    )
+    rng = np.random.default_rng(DATA_SEED)
+    batch = {
+        "image": rng.uniform(-1.0, 1.0, (BATCH, *cfg.image_shape)).astype(np.float32),
+        "label": rng.integers(0, 4, BATCH).astype(np.int32),
+    }
+
+    def make_step(generator, discriminator):
+        return make_gan_step(generator, discriminator, loss=cfg.loss, conditional=True)
+
+    return run_all(make_step, single, multi, state, batch)
+
+
+def generative_results() -> dict[str, dict]:
+    """Gaussian class-conditionals trained by maximum likelihood of (x, y), MAP prior on."""
+    model = ClassConditionalGaussian(num_classes=3, covariance_prior=0.01)
+    rng = np.random.default_rng(DATA_SEED)
+    batch = {
+        "features": (rng.normal(size=(BATCH, 5)) * 3.0 + 1.0).astype(np.float32),
+        "label": rng.integers(0, 3, BATCH).astype(np.int32),
+    }
+    state = init_train_state(
+        jax.random.PRNGKey(INIT_SEED), model, optax.adam(1e-2), batch["features"][:1]
+    )
+    state = state.replace(batch_stats=with_input_statistics(state.batch_stats, batch["features"]))
+
+    def make_step(m):
+        return make_classifier_step(m, input_key="features", objective="joint")
+
+    return run_all(make_step, (model,), (model,), state, batch)
+
+
 def classifier_results() -> dict[str, dict]:
     model = CNNClassifier(num_classes=10, width=8, feature_dim=16)
     example = np.zeros((1, *IMAGE_SHAPE), np.float32)
@@ -212,7 +254,13 @@ def main() -> None:
     print(json.dumps(report))
 
 
-RUNS = {"gan": gan_results, "classifier": classifier_results, "seq2seq": seq2seq_results}
+RUNS = {
+    "gan": gan_results,
+    "classifier": classifier_results,
+    "seq2seq": seq2seq_results,
+    "cgan": cgan_results,
+    "generative": generative_results,
+}
 
 
 if __name__ == "__main__":

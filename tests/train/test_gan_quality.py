@@ -10,7 +10,7 @@ import pytest
 from genjax_models.configs import GANConfig, TrainConfig
 from genjax_models.models.gan import make_dcgan
 from genjax_models.train import init_gan_state, train_gan
-from genjax_models.train.evaluation import ensure_eval_classifier, gan_quality
+from genjax_models.train.evaluation import gan_quality
 from genjax_models.train.gan_run import GAN_OPTIM, GANRun
 from genjax_models.train.runs import adam
 
@@ -19,14 +19,14 @@ STEPS = 300
 
 
 @pytest.mark.slow
-def test_training_halves_the_frechet_distance(digits_data_dir: Path, tmp_path: Path) -> None:
+def test_training_halves_the_frechet_distance(
+    digits_data_dir: Path, digits_classifier_32, tmp_path: Path
+) -> None:
     from genjax_models.data import load_image_dataset
 
     test_images = load_image_dataset("digits", "test", data_dir=digits_data_dir).images
-    classifier = ensure_eval_classifier(
-        "digits", CONFIG.image_shape, 10, str(tmp_path / "classifier"),
-        data_dir=str(digits_data_dir), steps=300,
-    )  # fmt: skip
+    classifier = digits_classifier_32  # 32x32 CNN, 300 steps
+    assert CONFIG.image_shape == (32, 32, 1)
     generator, discriminator = make_dcgan(CONFIG)
     untrained = init_gan_state(
         jax.random.PRNGKey(0), generator, discriminator, adam(GAN_OPTIM), adam(GAN_OPTIM),

@@ -33,7 +33,7 @@ from multidevice_support import (
 )
 
 SCRIPT = Path(__file__).with_name("_multidevice_check.py")
-MODELS = ("gan", "classifier", "seq2seq")
+MODELS = ("gan", "classifier", "seq2seq", "cgan", "generative")
 MODES = ("shard_map", "pmap", "jit_sharded")
 
 GAN_FIELDS = (
@@ -52,6 +52,7 @@ CLASSIFIER_FIELDS = ("params", "opt_state", "step", "rng")
 CLASSIFIER_METRICS = ("loss", "accuracy")
 SEQ2SEQ_FIELDS = ("params", "opt_state", "step", "rng")
 SEQ2SEQ_METRICS = ("loss", "nll", "accuracy", "tokens")
+GENERATIVE_FIELDS = ("params", "batch_stats", "opt_state", "step", "rng")
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,24 @@ def test_seq2seq_step_on_8_devices_matches_single_device(
     _assert_matches_reference(multidevice_run, "seq2seq", mode, SEQ2SEQ_FIELDS, SEQ2SEQ_METRICS)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_conditional_gan_step_on_8_devices_matches_single_device(
+    multidevice_run: tuple[Path, dict], mode: str
+) -> None:
+    """The labels of the global batch condition both players on every device (2 steps)."""
+    _assert_matches_reference(multidevice_run, "cgan", mode, GAN_FIELDS, GAN_METRICS)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_generative_classifier_step_on_8_devices_matches_single_device(
+    multidevice_run: tuple[Path, dict], mode: str
+) -> None:
+    """Maximum likelihood of (x, y) for the Gaussian class-conditionals, MAP prior on (2 steps)."""
+    _assert_matches_reference(
+        multidevice_run, "generative", mode, GENERATIVE_FIELDS, CLASSIFIER_METRICS
+    )
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_one_device_shard_alone_is_far_outside_the_tolerance(
     multidevice_run: tuple[Path, dict], model: str
@@ -143,6 +162,7 @@ def test_one_device_shard_alone_is_far_outside_the_tolerance(
     reference = load_leaves(out_dir / f"{model}_reference.npz")
     one_shard = load_leaves(out_dir / f"{model}_one_shard.npz")
     mismatched = {field_of(name) for name in _mismatches(one_shard, reference)}
-    assert {"metrics", "g_params" if model == "gan" else "params"} <= mismatched
-    if model == "gan":
+    gan = model in ("gan", "cgan")
+    assert {"metrics", "g_params" if gan else "params"} <= mismatched
+    if gan:
         assert {"d_params", "ema_g_params", "g_batch_stats", "d_batch_stats"} <= mismatched
