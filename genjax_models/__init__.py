@@ -4,6 +4,7 @@ Importing this package never imports TensorFlow (only the data pipeline does, la
 """
 
 from genjax_models.configs import (
+    ClassConditionalConfig,
     ClassifierConfig,
     ConfigError,
     GANConfig,
@@ -16,11 +17,16 @@ from genjax_models.configs import (
 )
 from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
 from genjax_models.models import (
+    ClassConditionalGaussian,
     CNNClassifier,
+    ConditionalGenerator,
     DecoderOnlyLM,
     Discriminator,
     EncoderDecoder,
     Generator,
+    MLPClassifier,
+    ProjectionDiscriminator,
+    make_class_conditional,
     make_classifier,
     make_dcgan,
     make_lm,
@@ -31,6 +37,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CNNClassifier",
+    "ClassConditionalConfig",
+    "ClassConditionalGaussian",
+    "ConditionalGenerator",
     "ClassifierConfig",
     "ConfigError",
     "DecoderOnlyLM",
@@ -38,6 +47,8 @@ __all__ = [
     "EncoderDecoder",
     "GANConfig",
     "Generator",
+    "MLPClassifier",
+    "ProjectionDiscriminator",
     "LMConfig",
     "OptimConfig",
     "SpanCorruptionConfig",
@@ -47,6 +58,7 @@ __all__ = [
     "classification_loss",
     "discriminator_loss",
     "generator_loss",
+    "make_class_conditional",
     "make_classifier",
     "make_dcgan",
     "make_lm",

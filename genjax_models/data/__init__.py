@@ -1,10 +1,16 @@
 """Offline data layer: TFDS image and text splits in memory and exactly resumable batches.
 
 Importing this package does not import TensorFlow or ``tensorflow_datasets``; they are
-imported on the first :func:`load_image_dataset` / :func:`load_text_pairs` / :func:`load_texts`
-call (install ``genjax-models[data]``).
+imported on the first :func:`load_image_dataset` / :func:`load_feature_dataset` /
+:func:`load_text_pairs` / :func:`load_texts` call (install ``genjax-models[data]``).
 """
 
+from genjax_models.data.features import (
+    FeatureArrays,
+    labelled_fraction,
+    load_feature_dataset,
+    load_labelled_dataset,
+)
 from genjax_models.data.lm_batches import PackedLMBatcher
 from genjax_models.data.pipeline import (
     KNOWN_OFFLINE_DATASETS,
@@ -42,6 +48,7 @@ __all__ = [
     "ByteTokenizer",
     "DatasetNotFoundError",
     "EpochBatcher",
+    "FeatureArrays",
     "ImageArrays",
     "PackedLMBatcher",
     "PackedSeq2SeqBatcher",
@@ -55,7 +62,10 @@ __all__ = [
     "default_data_dir",
     "encode_batch",
     "encode_pairs",
+    "labelled_fraction",
+    "load_feature_dataset",
     "load_image_dataset",
+    "load_labelled_dataset",
     "load_text_pairs",
     "load_texts",
     "load_tokenizer",
