@@ -171,13 +171,19 @@ def train_labelled_model(
     """Trains ``model`` on the labelled train split (or ``label_fraction`` of it), then tests it.
 
     Models with a :class:`~genjax_models.nn.standardize.Standardize` layer get its statistics
-    from the (labelled) training inputs. The test metrics (``test_accuracy``,
+    from all the training inputs (they need no labels, so a run on 1% of the labels still
+    standardises with the whole split's means and scales). The test metrics (``test_accuracy``,
     ``test_log_loss``, and for ``objective="joint"`` ``test_log_likelihood`` and
     ``test_marginal_log_likelihood``) are written to ``DIR/test_metrics.json`` (with
     ``num_labels``, the labelled examples used) and returned with the last training metrics.
     """
     from genjax_models.data import EpochBatcher
-    from genjax_models.data.features import check_label_fraction, input_key, model_inputs
+    from genjax_models.data.features import (
+        check_label_fraction,
+        input_key,
+        labelled_fraction,
+        model_inputs,
+    )
 
     check_label_fraction(label_fraction)
     identity = run_identity(kind, dataset, train, model=config, optim=optim)
@@ -186,7 +192,8 @@ def train_labelled_model(
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
-    arrays = load_labelled_split(dataset, "train", config, data_dir, label_fraction, train.seed)
+    inputs = load_labelled_split(dataset, "train", config, data_dir)
+    arrays = labelled_fraction(inputs, label_fraction, train.seed)
     if train.batch_size > arrays.num_examples:
         raise ValueError(
             f"batch_size={train.batch_size} exceeds the {arrays.num_examples} labelled "
@@ -195,7 +202,7 @@ def train_labelled_model(
     key = input_key(arrays)
     state = init_labelled_state(model, config, optim, train.seed)
     if STANDARDIZE in state.batch_stats:
-        stats = with_input_statistics(state.batch_stats, model_inputs(arrays))
+        stats = with_input_statistics(state.batch_stats, model_inputs(inputs))
         state = state.replace(batch_stats=stats)
     state, metrics = execute_run(
         identity=identity,
