@@ -50,3 +50,23 @@ def test_readme_benchmark_table_is_generated_from_the_results_json() -> None:
     rows = report.markdown(report.load_results())
     assert report.readme_block(README) == rows
     assert rows.count("\n") >= 4  # header, separator and at least two measured rows
+
+
+def test_readme_generative_classifier_example_fits_classifies_and_samples() -> None:
+    (code,) = [
+        c
+        for c in re.findall(r"```python\n(.*?)```", README, re.S)
+        if "sample_class_conditional" in c
+    ]
+    code = code.replace("range(500)", "range(200)")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400).astype(np.int32)
+    centres = np.where(labels[:, None] == 0, [10.0, 3.0], [12.0, 1.0])
+    features = (rng.normal(size=(400, 2)) * [3.0, 0.5] + centres).astype(np.float32)
+    namespace: dict = {"features": features, "labels": labels}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["log_joint"].shape == (400, 2)
+    posterior = np.asarray(namespace["posterior"])
+    np.testing.assert_allclose(posterior.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.mean(posterior.argmax(axis=1) == labels) > 0.95
+    assert namespace["samples"].shape == (2, 2)
