@@ -117,8 +117,9 @@ def evaluate_gan(
     """Evaluates the latest checkpoint in ``workdir`` and writes ``DIR/eval.json``.
 
     The classifier comes from ``classifier_workdir`` (default ``DIR/eval_classifier``, trained on
-    first use, for ``classifier_steps``). Also reports the Frechet distance between real train and test images as the
-    floor a perfect generator would reach.
+    first use, for ``classifier_steps``). Also reports the Frechet distance between real train and
+    test images as the floor a perfect generator would reach, and for a conditional GAN the
+    ``label_agreement`` of its samples (see :func:`gan_quality`).
     """
     from genjax_models.data import load_image_dataset
 
