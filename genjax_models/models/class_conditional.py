@@ -74,7 +74,8 @@ class ClassConditionalGaussian(nn.Module):
         }
         u = precision_factor(params)  # (K, D, D)
         diff = z[:, None, :] - mean[None]  # (B, K, D)
-        projected = jnp.einsum("bkd,kde->bke", diff, u)  # U^T (z - mu), (B, K, D)
+        # Full float32 precision (no TF32 on GPUs): log-likelihoods are reported, not just ranked.
+        projected = jnp.einsum("bkd,kde->bke", diff, u, precision="highest")  # U^T (z - mu)
         log_density = (
             -0.5 * dim * math.log(2.0 * math.pi)
             + jnp.sum(params["log_precision_diag"], axis=-1)

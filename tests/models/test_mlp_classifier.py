@@ -30,7 +30,8 @@ def test_standardize_statistics_are_stored_and_applied() -> None:
     logits = model.apply({"params": params, "batch_stats": stats}, x)
     z = (x - x.mean(0)) / x.std(0)
     expected = z @ np.asarray(params["Dense_0"]["kernel"]) + np.asarray(params["Dense_0"]["bias"])
-    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-5)
+    # Tolerance for TF32 matmuls on GPUs; unstandardised inputs (x ~ 12, scale 5) are far off.
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=2e-3, atol=2e-3)
 
 
 def test_constant_inputs_get_a_floor_scale_not_a_division_by_zero() -> None:
