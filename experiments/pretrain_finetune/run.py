@@ -42,14 +42,22 @@ def _sets(values) -> list[str]:
     return [arg for value in values for arg in ("--set", value)]
 
 
+SECONDS_FILE = os.path.join(HERE, "seconds.json")
+
+
 def run_command(argv: list[str], timings: dict, key: str) -> None:
-    """Runs ``genjax-models ARGV`` in a new process; the printed line is the exact command."""
+    """Runs ``genjax-models ARGV`` in a new process; the printed line is the exact command.
+
+    Its wall time is added to ``timings`` and saved to ``seconds.json`` at once.
+    """
     print("$ genjax-models " + " ".join(argv), flush=True)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "genjax_models.cli", *argv])
     if done.returncode:
         raise SystemExit(f"command failed with status {done.returncode}")
     timings[key] = round(time.perf_counter() - start, 1)
+    with open(SECONDS_FILE, "w") as f:
+        json.dump(timings, f, indent=2)
 
 
 def fresh(workdir: str) -> list[str]:
@@ -90,9 +98,9 @@ def main() -> None:
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     common = ["--batch-size", str(args.batch_size), *data]
     timings: dict[str, float] = {}  # seconds per command, kept from earlier invocations
-    if os.path.exists(os.path.join(HERE, "results.json")):
-        with open(os.path.join(HERE, "results.json")) as f:
-            timings = json.load(f)["seconds"]
+    if os.path.exists(SECONDS_FILE):
+        with open(SECONDS_FILE) as f:
+            timings = json.load(f)
     pretrained = os.path.join(args.root, "pretrained")
     if not finished(pretrained, args.pretrain_steps):
         run_command(
