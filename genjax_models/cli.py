@@ -20,6 +20,7 @@ from genjax_models.configs import GANConfig, TrainConfig, override
 # Channels of common image datasets; others take --set channels=N.
 DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "emnist": 1, "kmnist": 1}
 EXIT_USAGE = 2
+EXIT_NONFINITE = 3  # training diverged (--on-nan stop, or too many rollbacks)
 EXIT_INTERRUPTED = 130
 
 
@@ -76,6 +77,14 @@ def _add_train_flags(
     parser.add_argument(
         "--devices", type=int, default=None, help="number of devices (default: all available)"
     )
+    parser.add_argument(
+        "--on-nan",
+        choices=["stop", "skip", "rollback"],
+        default="stop",
+        help="on a non-finite loss or update: stop (default), skip the update, or rollback to "
+        "the newest checkpoint with half the learning rate",
+    )
+    parser.add_argument("--inject-nan-at", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--set",
         action="append",
@@ -241,6 +250,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every,
         workdir=args.workdir,
+        on_nan=args.on_nan,
+        inject_nan_at_step=args.inject_nan_at,
     )
 
 
@@ -357,6 +368,7 @@ def _run_eval_or_translate_seq2seq(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genjax-models`` console script; returns the exit status."""
     from genjax_models.train.loop import TrainingInterrupted
+    from genjax_models.train.nonfinite import NonFiniteError
 
     try:
         args = build_parser().parse_args(argv)
@@ -373,6 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as stop:
         print(f"genjax-models: {stop}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except NonFiniteError as err:
+        print(f"genjax-models: error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     except (UsageError, ValueError, FileNotFoundError, ImportError) as err:
         if os.environ.get("GENJAX_MODELS_DEBUG"):
             raise

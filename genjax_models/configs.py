@@ -245,6 +245,7 @@ def _divisor_hint(n: int) -> int:
 
 
 LM_POSITION_KINDS = ("learned", "rotary", "sinusoidal")
+ON_NAN_POLICIES = ("stop", "skip", "rollback")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,7 +361,13 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The training run: length, batch, seed and the intervals of the loop's side effects."""
+    """The training run: length, batch, seed and the intervals of the loop's side effects.
+
+    ``on_nan`` is what a non-finite loss or update does (``ON_NAN_POLICIES``): ``stop`` ends the
+    run, ``skip`` drops the update and goes on, ``rollback`` restores the newest checkpoint and
+    multiplies the learning rate by ``nan_lr_factor`` (at most ``max_rollbacks`` times).
+    ``inject_nan_at_step`` is a test hook: the update producing that step diverges to NaN (once).
+    """
 
     steps: int = 2000
     batch_size: int = 64
@@ -370,6 +377,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     max_to_keep: int = 3
     workdir: str = "runs/default"
+    on_nan: str = "stop"
+    nan_lr_factor: float = 0.5
+    max_rollbacks: int = 3
+    inject_nan_at_step: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive_int(
@@ -380,7 +391,15 @@ class TrainConfig:
             "sample_every",
             "checkpoint_every",
             "max_to_keep",
+            "max_rollbacks",
         )
+        _check_choice(self, "on_nan", ON_NAN_POLICIES)
+        factor = self.nan_lr_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
+            _fail(type(self), "nan_lr_factor", factor, "a number strictly between 0 and 1")
+        at = self.inject_nan_at_step
+        if at is not None and (isinstance(at, bool) or not isinstance(at, int) or at < 1):
+            _fail(type(self), "inject_nan_at_step", at, "None or a step >= 1")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             _fail(type(self), "seed", self.seed, "a non-negative integer")
         if not isinstance(self.workdir, str) or not self.workdir:

@@ -12,18 +12,25 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from genjax_models.configs import TrainConfig
 from genjax_models.train.checkpoint import Checkpointer
+from genjax_models.train.nonfinite import (
+    NonFiniteError,
+    all_finite,
+    guard_nonfinite,
+    optimizer_fields,
+    scale_learning_rate,
+)
 from genjax_models.train.parallel import DataParallel
 
 
@@ -81,14 +88,78 @@ class _StopRequest:
 
 
 def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
-    stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
-    return {name: float(value) for name, value in stacked.items()}
+    """Means over the interval's kept updates; ``nonfinite`` is the number of dropped ones."""
+    rows = jax.device_get(pending)  # pmap metrics carry a device axis: every copy is equal
+    kept = [row for row in rows if not np.any(row["nonfinite"])]
+    dropped = len(rows) - len(kept)
+    means = {
+        name: float(np.mean(np.stack([row[name] for row in kept or rows]))) for name in rows[0]
+    }
+    return {**means, "nonfinite": float(dropped)}
+
+
+def _abstract(state: Any) -> Any:
+    """Shapes, dtypes and shardings of ``state`` (a restore target that holds no buffers)."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+    )
+
+
+class _NonFinitePolicy:
+    """Checks the steps' ``nonfinite`` flags (one host sync per check) and applies ``on_nan``."""
+
+    def __init__(self, config: TrainConfig, write: Callable[[str], None]) -> None:
+        self.config = config
+        self.write = write
+        self.unchecked: list[tuple[int, jax.Array]] = []  # (step produced, nonfinite flag)
+        self.rollbacks = 0
+        self.skipped = 0
+
+    def record(self, step: int, metrics: dict[str, jax.Array]) -> None:
+        self.unchecked.append((step, metrics["nonfinite"]))
+
+    def first_bad_step(self, latest_checkpoint: int | None) -> int | None:
+        """The first dropped update since the last check, after ``stop``/``skip`` handling.
+
+        Returns the step to roll back from (``rollback`` policy), else None.
+        """
+        if not self.unchecked:
+            return None
+        flags = jax.device_get([flag for _, flag in self.unchecked])
+        bad = [step for (step, _), flag in zip(self.unchecked, flags, strict=True) if np.any(flag)]
+        self.unchecked = []
+        if not bad:
+            return None
+        policy, where = self.config.on_nan, f"step {bad[0]}"
+        if len(bad) > 1:
+            where = f"{len(bad)} steps ({', '.join(map(str, bad[:5]))}{', ...' if len(bad) > 5 else ''})"
+        if policy == "skip":
+            self.skipped += len(bad)
+            self.write(
+                f"genjax-models: warning: non-finite update at {where} dropped (--on-nan skip)"
+            )
+            return None
+        saved = "no checkpoint" if latest_checkpoint is None else f"checkpoint {latest_checkpoint}"
+        if policy == "stop":
+            raise NonFiniteError(
+                f"non-finite loss or update at {where} (--on-nan stop); nothing was saved after "
+                f"{saved}: lower the learning rate, or re-run with --resume and --on-nan rollback "
+                "(or skip)"
+            )
+        if self.rollbacks >= self.config.max_rollbacks:
+            raise NonFiniteError(
+                f"non-finite loss or update at {where} after {self.rollbacks} rollbacks "
+                f"(max_rollbacks={self.config.max_rollbacks}); the newest finite state is {saved}: "
+                "lower the learning rate and re-run with --resume"
+            )
+        self.rollbacks += 1
+        return bad[0]
 
 
 def run_loop(
     *,
     state: Any,
-    train_step: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, jax.Array]]],
+    step: Callable[..., tuple[Any, dict[str, jax.Array]]],
     batches: BatchSource,
     config: TrainConfig,
     checkpointer: Checkpointer,
@@ -97,74 +168,119 @@ def run_loop(
     on_sample: Callable[[Any, int], None] | None = None,
     on_eval: Callable[[Any, int], dict[str, float]] | None = None,
     description: str = "train",
+    lr_scale: float = 1.0,
 ) -> tuple[Any, dict[str, float]]:
     """Trains from ``state.step`` to ``config.steps``; returns the final (plain) state and metrics.
 
     Args:
       state: a ``TrainState``/``GANState`` placed by ``parallel.put_state`` (its ``step`` is the
-        data position to resume from).
-      train_step: ``parallel.wrap(step)``, with the key derived inside; it donates ``state``.
+        data position to resume from), with the optimizers of the config (unscaled).
+      step: a step of the contract ``step(state, batch, rng, *, axis_name=None)``; the loop
+        guards it against non-finite updates (:func:`guard_nonfinite`), wraps it with
+        ``parallel`` (key derived inside, ``state`` donated) and applies ``config.on_nan``.
       batches: batch source; step ``t`` trains on ``batches.batch(t)``.
-      config: steps and the log/sample/checkpoint intervals.
-      checkpointer: where checkpoints go; one is always saved at the final step.
+      config: steps, the log/sample/checkpoint intervals and the non-finite policy.
+      checkpointer: where checkpoints go; one is always saved at the final step (and, under
+        ``on_nan="rollback"``, at the start when there is none to roll back to).
       checkpoint_metadata: JSON saved next to every checkpoint (config, kind, ...).
       parallel: how batches are split over devices; checkpoints and samples get the plain state.
       on_sample: called as ``on_sample(state, step)`` every ``sample_every`` steps and at the end.
       on_eval: called as ``on_eval(state, step)`` at the same steps; the metrics it returns are
         logged with ``"split": "validation"`` (``metrics.jsonl``, TensorBoard) and returned with
         a ``validation_`` prefix in the final metrics.
+      lr_scale: learning-rate multiplier left by earlier rollbacks (saved with each checkpoint).
     """
     start = int(parallel.unplace(state).step)
+    template = _abstract(state if parallel.kind != "pmap" else parallel.unplace(state))
+    unscaled = optimizer_fields(state)
     writer = MetricsWriter(config.workdir)
     eval_writer = MetricsWriter(config.workdir, "validation") if on_eval is not None else None
     pending: list[dict[str, jax.Array]] = []
     last: dict[str, float] = {}
-    step = start
+    current = start
     interval_start = time.perf_counter()
 
+    def compile_step(poison: int | None) -> Callable[[Any, Any], tuple[Any, Any]]:
+        return parallel.wrap(guard_nonfinite(step, poison_update=poison))
+
+    train_step = compile_step(config.inject_nan_at_step)
+    state = scale_learning_rate(state, lr_scale)
+
     def save(at_step: int) -> None:
+        plain = parallel.unplace(state)
+        if not bool(jax.device_get(all_finite(plain))):  # the guard makes this unreachable
+            raise NonFiniteError(f"refusing to save a non-finite state at step {at_step}")
         examples = {"examples_seen": at_step * config.batch_size, "data_position": at_step}
-        checkpointer.save(at_step, parallel.unplace(state), {**checkpoint_metadata, **examples})
+        meta = {**checkpoint_metadata, **examples, "lr_scale": lr_scale}
+        checkpointer.save(at_step, plain, meta)
 
     progress = tqdm(
         total=config.steps, initial=start, desc=description, unit="step", dynamic_ncols=True
     )
+
+    def warn(line: str) -> None:
+        progress.write(line, file=sys.stderr)
+
+    nonfinite = _NonFinitePolicy(config, warn)
+    if config.on_nan == "rollback" and checkpointer.latest_step() is None:
+        save(start)
     stop = _StopRequest()
     try:
-        while step < config.steps:
+        while current < config.steps:
             if stop.signal_name:
-                if checkpointer.latest_step() != step:
-                    save(step)
+                if checkpointer.latest_step() != current and nonfinite.first_bad_step(None) is None:
+                    save(current)
                 checkpointer.wait()
                 raise TrainingInterrupted(
-                    f"{stop.signal_name} at step {step}: checkpoint saved in "
+                    f"{stop.signal_name} at step {current}: checkpoint saved in "
                     f"{checkpointer.directory}; re-run the same command with --resume to continue"
                 )
-            state, metrics = train_step(state, parallel.put_batch(batches.batch(step)))
+            state, metrics = train_step(state, parallel.put_batch(batches.batch(current)))
+            current += 1
+            nonfinite.record(current, metrics)
             pending.append(metrics)
-            step += 1
             progress.update(1)
-            if step % config.log_every == 0 or step == config.steps:
+            logs = current % config.log_every == 0 or current == config.steps
+            samples = current % config.sample_every == 0 or current == config.steps
+            saves = current % config.checkpoint_every == 0 or current == config.steps
+            if logs or samples or saves:
+                bad = nonfinite.first_bad_step(checkpointer.latest_step())
+                if bad is not None:  # rollback: newest checkpoint, smaller learning rate
+                    checkpointer.wait()
+                    restored, meta = checkpointer.restore(template)
+                    lr_scale *= config.nan_lr_factor
+                    state = restored.replace(**unscaled)
+                    state = parallel.put_state(scale_learning_rate(state, lr_scale))
+                    train_step = compile_step(None)  # the injected fault is transient
+                    current, pending = int(meta["step"]), []
+                    warn(
+                        f"genjax-models: warning: non-finite update at step {bad}: rolled back to "
+                        f"checkpoint {current}, learning rate x{lr_scale:g} (--on-nan rollback)"
+                    )
+                    progress.n = current
+                    progress.refresh()
+                    continue
+            if logs:
                 last = _mean_metrics(pending)
                 elapsed = time.perf_counter() - interval_start
                 last["steps_per_sec"] = len(pending) / max(elapsed, 1e-9)
                 last["devices"] = parallel.num_devices
                 pending, interval_start = [], time.perf_counter()
-                writer.write(step, last)
+                writer.write(current, last)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
-            if step % config.sample_every == 0 or step == config.steps:
+            if samples:
                 if on_sample is not None:
-                    on_sample(parallel.unplace(state), step)
+                    on_sample(parallel.unplace(state), current)
                 if on_eval is not None and eval_writer is not None:
-                    validation = on_eval(parallel.unplace(state), step)
-                    eval_writer.write(step, validation)
+                    validation = on_eval(parallel.unplace(state), current)
+                    eval_writer.write(current, validation)
                     last.update({f"validation_{k}": v for k, v in validation.items()})
                     progress.write(
-                        f"step {step}: "
+                        f"step {current}: "
                         + ", ".join(f"validation {k} {v:.4g}" for k, v in validation.items())
                     )
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                save(step)
+            if saves:
+                save(current)
     finally:
         stop.restore()
         progress.close()

@@ -72,17 +72,20 @@ def execute_run(
     if on_workdir_ready is not None:
         on_workdir_ready(train.workdir)
     with checkpointer_for(train.workdir, train.max_to_keep) as checkpointer:
+        lr_scale = 1.0
         if resuming:
             # Restore straight onto the current mesh (pmap states get their device axis after).
             target = state if parallel.kind == "pmap" else parallel.put_state(state)
-            state, _ = checkpointer.restore(target)
-            log(f"genjax-models: resuming {train.workdir} from step {int(state.step)}")
+            state, meta = checkpointer.restore(target)
+            lr_scale = float(meta.get("lr_scale", 1.0))
+            scaled = f", learning rate x{lr_scale:g} after rollbacks" if lr_scale != 1.0 else ""
+            log(f"genjax-models: resuming {train.workdir} from step {int(state.step)}{scaled}")
         if int(state.step) >= train.steps:
             log(f"genjax-models: {train.workdir} is already at step {int(state.step)} >= --steps")
             return state, {}
         return run_loop(
             state=parallel.put_state(state),
-            train_step=parallel.wrap(step),
+            step=step,
             batches=batches,
             config=train,
             checkpointer=checkpointer,
@@ -91,6 +94,7 @@ def execute_run(
             on_sample=on_sample,
             on_eval=on_eval,
             description=f"{identity['kind']} {identity['dataset']} [{parallel.describe()}]",
+            lr_scale=lr_scale,
         )
 
 
