@@ -21,6 +21,9 @@ import pytest
 
 from genjax_models.train.checkpoint import TMP_SUFFIX, Checkpointer, CheckpointError
 
+# Orbax's reader coroutines of a failed restore report "Event loop is closed" when collected.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
 
 def _state(step: int) -> dict:
     return {
