@@ -60,6 +60,27 @@ class MetricsWriter:
         self._tb.close()
 
 
+def set_aside_rows_after(workdir: str, step: int) -> int:
+    """Moves the ``metrics.jsonl`` rows logged after ``step`` to ``metrics.discarded.jsonl``.
+
+    A resumed run restarts at its checkpoint's step; rows an interrupted process logged past it
+    would otherwise appear twice. Nothing is deleted. Returns the number of rows moved.
+    """
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    later = [line for line in lines if json.loads(line).get("step", 0) > step]
+    if later:
+        with open(os.path.join(workdir, "metrics.discarded.jsonl"), "a") as f:
+            f.writelines(later)
+        with open(path + ".tmp", "w") as f:
+            f.writelines(line for line in lines if json.loads(line).get("step", 0) <= step)
+        os.replace(path + ".tmp", path)
+    return len(later)
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT/SIGTERM stopped training after a checkpoint of the last completed step was saved."""
 
@@ -193,6 +214,7 @@ def run_loop(
     start = int(parallel.unplace(state).step)
     template = _abstract(state if parallel.kind != "pmap" else parallel.unplace(state))
     unscaled = optimizer_fields(state)
+    set_aside_rows_after(config.workdir, start)
     writer = MetricsWriter(config.workdir)
     eval_writer = MetricsWriter(config.workdir, "validation") if on_eval is not None else None
     pending: list[dict[str, jax.Array]] = []
@@ -253,6 +275,7 @@ def run_loop(
                     state = parallel.put_state(scale_learning_rate(state, lr_scale))
                     train_step = compile_step(None)  # the injected fault is transient
                     current, pending = int(meta["step"]), []
+                    set_aside_rows_after(config.workdir, current)
                     warn(
                         f"genjax-models: warning: non-finite update at step {bad}: rolled back to "
                         f"checkpoint {current}, learning rate x{lr_scale:g} (--on-nan rollback)"

@@ -152,6 +152,10 @@ def test_on_nan_policies(digits_data_dir: Path, tiny_gan_flags, tmp_path: Path, 
     assert int(state.step) == 12 and bool(all_finite(state))
     with checkpointer_for(str(rolled)) as checkpointer:
         assert checkpointer.read_metadata()["lr_scale"] == 0.5
+    # The row logged at step 6 before the rollback is set aside, not repeated or deleted.
+    assert [row["step"] for row in _rows(rolled)] == [2, 4, 6, 8, 10, 12]
+    discarded = (rolled / "metrics.discarded.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in discarded] == [6]
     reference = load_gan(str(skipped)).state  # a different history: the rollback really trained
     assert not np.array_equal(
         np.asarray(jax.tree.leaves(state.g_params)[0]),
