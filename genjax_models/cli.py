@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -337,6 +338,10 @@ def _run_eval_or_translate_seq2seq(args: argparse.Namespace) -> None:
 
     if args.beam_size < 1:
         raise UsageError(f"--beam-size {args.beam_size} is invalid: expected an integer >= 1")
+    if not math.isfinite(args.length_penalty):
+        raise UsageError(
+            f"--length-penalty {args.length_penalty} is invalid: expected a finite number, e.g. 0.6"
+        )
     if args.command == "eval":
         if args.limit is not None and args.limit < 1:
             raise UsageError(f"--limit {args.limit} is invalid: expected an integer >= 1")

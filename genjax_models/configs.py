@@ -45,6 +45,11 @@ def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
         _fail(type(obj), name, value, f"one of {', '.join(choices)}")
 
 
+def _is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _is_power_of_two(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
 
@@ -151,8 +156,8 @@ class ClassConditionalConfig:
             _fail(type(self), "num_classes", self.num_classes, "at least 2 classes")
         _check_non_negative_int(self, "num_features", "0 (images) or the feature vector size")
         value = self.covariance_prior
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            _fail(type(self), "covariance_prior", value, "a float >= 0 (e.g. 0.01 for images)")
+        if not _is_finite_number(value) or not value >= 0:
+            _fail(type(self), "covariance_prior", value, "a finite float >= 0 (e.g. 0.01)")
 
     input_shape = ClassifierConfig.input_shape
 
@@ -230,14 +235,14 @@ def _check_transformer_widths(config: Any) -> None:
 
 def _check_adam(config: Any) -> None:
     """Adam hyper-parameters: a positive learning rate and eps, betas in [0, 1)."""
-    if not isinstance(config.learning_rate, (int, float)) or not config.learning_rate > 0:
-        _fail(type(config), "learning_rate", config.learning_rate, "a positive float")
+    if not _is_finite_number(config.learning_rate) or not config.learning_rate > 0:
+        _fail(type(config), "learning_rate", config.learning_rate, "a positive finite float")
     for name in ("b1", "b2"):
         value = getattr(config, name)
         if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
             _fail(type(config), name, value, "a float in [0, 1)")
-    if not isinstance(config.eps, (int, float)) or not config.eps > 0:
-        _fail(type(config), "eps", config.eps, "a positive float")
+    if not _is_finite_number(config.eps) or not config.eps > 0:
+        _fail(type(config), "eps", config.eps, "a positive finite float")
 
 
 def _divisor_hint(n: int) -> int:
@@ -342,8 +347,8 @@ class TransformerOptimConfig:
         _check_adam(self)
         for name in ("weight_decay", "clip_norm"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                _fail(type(self), name, value, "a float >= 0")
+            if not _is_finite_number(value) or value < 0:
+                _fail(type(self), name, value, "a finite float >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

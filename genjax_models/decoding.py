@@ -194,6 +194,11 @@ def filter_logits(
     likely tokens (of the top-k renormalised distribution) whose probability reaches ``top_p``; the
     most likely token is always kept. ``temperature`` must be > 0 here.
     """
+    t = _static_float("temperature", temperature)
+    if t is not None and not t > 0:
+        raise ValueError(f"temperature={t} must be > 0 here (greedy decoding handles 0)")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k={top_k!r} must be an int >= 0 (0 turns top-k off; static)")
     logits = logits.astype(jnp.float32) / temperature
     if top_k and top_k < logits.shape[-1]:
         kth = lax.top_k(logits, top_k)[0][:, -1:]

@@ -33,6 +33,7 @@ import numpy as np
 
 from genjax_models.configs import ClassConditionalConfig
 from genjax_models.nn.standardize import STANDARDIZE, Standardize
+from genjax_models.validation import check_example_shape
 
 PyTree = Any
 
@@ -55,9 +56,11 @@ class ClassConditionalGaussian(nn.Module):
 
     num_classes: int = 2
     covariance_prior: float = 0.0
+    input_shape: tuple[int, ...] | None = None  # one example's shape to check; None: any
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        check_example_shape("ClassConditionalGaussian", "inputs", x, self.input_shape)
         x = x.reshape(x.shape[0], -1)
         dim = x.shape[-1]
         standardize = Standardize(name=STANDARDIZE)
@@ -91,7 +94,9 @@ class ClassConditionalGaussian(nn.Module):
 def make_class_conditional(config: ClassConditionalConfig) -> ClassConditionalGaussian:
     """The model described by ``config``."""
     return ClassConditionalGaussian(
-        num_classes=config.num_classes, covariance_prior=config.covariance_prior
+        num_classes=config.num_classes,
+        covariance_prior=config.covariance_prior,
+        input_shape=config.input_shape,
     )
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from genjax_models.configs import ClassifierConfig
 from genjax_models.nn.standardize import STANDARDIZE, Standardize
+from genjax_models.validation import InputError, check_example_shape, describe
 
 
 class CNNClassifier(nn.Module):
@@ -30,12 +31,16 @@ class CNNClassifier(nn.Module):
     width: int = 32
     feature_dim: int = 64
     dtype: Any = jnp.float32
+    input_shape: tuple[int, ...] | None = None  # (S, S, C) to check inputs against; None: any
 
     @nn.compact
     def __call__(
         self, x: jax.Array, *, train: bool = False, return_features: bool = False
     ) -> jax.Array | tuple[jax.Array, jax.Array]:
         del train  # no dropout or BatchNorm: train and eval modes agree
+        check_example_shape("CNNClassifier", "images", x, self.input_shape)
+        if x.ndim != 4:
+            raise InputError(f"CNNClassifier expects images [batch, S, S, C], got {describe(x)}")
         x = x.astype(self.dtype)
         for stage in range(2):
             width = self.width * 2**stage
@@ -62,12 +67,14 @@ class MLPClassifier(nn.Module):
     hidden_layers: int = 1
     hidden_dim: int = 64
     dtype: Any = jnp.float32
+    input_shape: tuple[int, ...] | None = None  # one example's shape to check; None: any
 
     @nn.compact
     def __call__(
         self, x: jax.Array, *, train: bool = False, return_features: bool = False
     ) -> jax.Array | tuple[jax.Array, jax.Array]:
         del train  # no dropout or BatchNorm
+        check_example_shape("MLPClassifier", "inputs", x, self.input_shape)
         h = Standardize(name=STANDARDIZE)(x.reshape(x.shape[0], -1))  # (B, D)
         for _ in range(self.hidden_layers):
             h = nn.relu(nn.Dense(self.hidden_dim, dtype=self.dtype)(h.astype(self.dtype)))
@@ -84,10 +91,12 @@ def make_classifier(config: ClassifierConfig) -> CNNClassifier | MLPClassifier:
             hidden_layers=config.hidden_layers,
             hidden_dim=config.feature_dim,
             dtype=jnp.dtype(config.dtype),
+            input_shape=config.input_shape,
         )
     return CNNClassifier(
         num_classes=config.num_classes,
         width=config.width,
         feature_dim=config.feature_dim,
         dtype=jnp.dtype(config.dtype),
+        input_shape=config.input_shape,
     )

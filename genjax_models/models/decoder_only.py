@@ -34,6 +34,7 @@ from genjax_models.nn.blocks import TransformerBlock
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
 from genjax_models.nn.mlp import DENSE_INIT
+from genjax_models.validation import check_token_ids
 
 
 class CausalDecoder(nn.Module):
@@ -118,6 +119,10 @@ class DecoderOnlyLM(nn.Module):
         Without packing fields the segments are ``inputs != PAD_ID`` and positions ``0..L-1``;
         with them every document starts again with ``BOS`` at its position 0.
         """
+        cfg = self.config
+        check_token_ids(
+            "DecoderOnlyLM", "inputs", inputs, vocab_size=cfg.vocab_size, max_len=cfg.max_len
+        )
         segments = default_segments(inputs) if inputs_segmentation is None else inputs_segmentation
         positions = default_positions(inputs) if inputs_position is None else inputs_position
         decoder_inputs = shift_right(inputs, inputs_position)
@@ -137,6 +142,10 @@ class DecoderOnlyLM(nn.Module):
         Position ``t``'s logits predict the token after ``tokens[:, t]``. Default segments are all
         1 (causal attention alone keeps real tokens from seeing later padding).
         """
+        cfg = self.config
+        check_token_ids(
+            "DecoderOnlyLM", "tokens", tokens, vocab_size=cfg.vocab_size, max_len=cfg.max_len
+        )
         segments = jnp.ones_like(tokens) if segments is None else segments
         positions = default_positions(tokens) if positions is None else positions
         return self.decoder(tokens, segments, positions, train=train, decode=decode)

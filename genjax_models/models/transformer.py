@@ -22,6 +22,7 @@ from genjax_models.nn.blocks import TransformerBlock
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
 from genjax_models.nn.mlp import DENSE_INIT
+from genjax_models.validation import check_same_batch, check_token_ids
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
@@ -170,6 +171,10 @@ class EncoderDecoder(nn.Module):
         train: bool = False,
     ) -> jax.Array:
         """``inputs: int32[batch, src_len]`` -> ``encoded: [batch, src_len, d_model]``."""
+        cfg = self.config
+        check_token_ids(
+            "EncoderDecoder", "inputs", inputs, vocab_size=cfg.vocab_size, max_len=cfg.max_len
+        )
         segments = default_segments(inputs) if inputs_segmentation is None else inputs_segmentation
         positions = default_positions(inputs) if inputs_position is None else inputs_position
         return self.encoder(inputs, segments, positions, train=train)
@@ -219,6 +224,11 @@ class EncoderDecoder(nn.Module):
         train: bool = False,
     ) -> jax.Array:
         """Teacher-forced logits float32[batch, tgt_len, vocab]: position t predicts targets[t]."""
+        cfg = self.config
+        check_token_ids(
+            "EncoderDecoder", "targets", targets, vocab_size=cfg.vocab_size, max_len=cfg.max_len
+        )
+        check_same_batch("EncoderDecoder", inputs=inputs, targets=targets)
         if inputs_segmentation is None:
             inputs_segmentation = default_segments(inputs)
         encoded = self.encode(inputs, inputs_segmentation, inputs_position, train=train)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -151,6 +152,28 @@ def check_generation_length(prompt_tokens: int, max_new: int, max_len: int) -> N
         )
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_sampling_args(*, temperature: Any, top_k: Any, top_p: Any, num: Any) -> None:
+    """One-line ``ValueError`` naming the first bad sampling argument of :func:`generate_text`."""
+    checks = (
+        (_is_number(temperature) and 0 <= temperature < float("inf"), "temperature", temperature,
+         "a finite number >= 0 (0 = greedy)"),
+        (_is_int(top_k) and top_k >= 0, "top_k", top_k, "an integer >= 0 (0 = off)"),
+        (_is_number(top_p) and 0 < top_p <= 1, "top_p", top_p, "a number in (0, 1] (1 = off)"),
+        (_is_int(num) and num >= 1, "num", num, "an integer >= 1"),
+    )  # fmt: skip
+    for ok, name, value, expected in checks:
+        if not ok:
+            raise ValueError(f"{name}={value!r} is invalid: expected {expected}")
+
+
 def generate_text(
     model: DecoderOnlyLM,
     params: Any,
@@ -165,11 +188,7 @@ def generate_text(
     num: int = 1,
 ) -> list[str]:
     """``num`` continuations of ``prompt`` (each returned with the prompt in front)."""
-    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or num < 1:
-        raise ValueError(
-            f"temperature={temperature} top_k={top_k} top_p={top_p} num={num}: expected "
-            "temperature >= 0, top_k >= 0, 0 < top_p <= 1 and num >= 1"
-        )
+    check_sampling_args(temperature=temperature, top_k=top_k, top_p=top_p, num=num)
     ids = tokenizer.encode(prompt, add_eos=False)
     check_generation_length(len(ids), max_new, model.config.max_len)
     prompts = jnp.asarray(np.tile(np.asarray(ids, np.int32).reshape(1, -1), (num, 1)))
@@ -180,7 +199,7 @@ def generate_text(
         jax.random.PRNGKey(seed),
         max_new=max_new,
         temperature=temperature,
-        top_k=top_k,
+        top_k=int(top_k),
         top_p=top_p,
     )
     return [prompt + tokenizer.decode(row) for row in np.asarray(tokens)]

@@ -30,7 +30,7 @@ from genjax_models.train.parallel import DataParallel
 from genjax_models.train.runs import execute_run, restore_run, run_identity
 from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
 from genjax_models.train.state import TrainState, init_train_state
-from genjax_models.train.translation import translate_ids
+from genjax_models.train.translation import check_decoding_args, translate_ids
 from genjax_models.train.workdir import check_workdir, read_run
 
 DEFAULT_DATASET = "number_words/en_fr"
@@ -275,6 +275,9 @@ def evaluate_seq2seq(
 
     Written to ``DIR/eval_<split>_beam<k>.json`` and returned, with a few example translations.
     """
+    check_decoding_args(beam_size, length_penalty)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit={limit!r} is invalid: expected None or an integer >= 1")
     run = load_seq2seq(workdir)
     dataset = run.identity["dataset"]
     data_dir = data_dir or run.info.get("data_dir")

@@ -33,6 +33,7 @@ from genjax_models.losses import smoothed_token_cross_entropy
 from genjax_models.models.transformer import PAD_ID
 from genjax_models.train.state import PyTree, TrainState
 from genjax_models.train.steps import Batch, Metrics, Step, as_varying, mean_over
+from genjax_models.validation import check_batch_keys
 
 PACKING_FIELDS = (
     "inputs_segmentation",
@@ -105,10 +106,12 @@ def make_token_step(
     objective), ``nll`` (plain cross-entropy), ``accuracy`` (teacher-forced token accuracy) and
     ``tokens`` (real target tokens in the global batch).
     """
+    required = tuple(dict.fromkeys(("inputs", targets_key)))
 
     def token_step(
         state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
     ) -> tuple[TrainState, Metrics]:
+        check_batch_keys("train step", batch, required)
         mean = mean_over(axis_name)
         weights = weights_fn(batch)
         tokens = mean(jnp.sum(weights))  # global count / number of devices
@@ -148,8 +151,10 @@ def make_token_eval_step(
 
     Sums, not means, so callers add up batches exactly and divide by ``tokens`` at the end.
     """
+    required = tuple(dict.fromkeys(("inputs", targets_key)))
 
     def eval_step(state: TrainState, batch: Batch) -> Metrics:
+        check_batch_keys("eval step", batch, required)
         weights = weights_fn(batch)
         logits = forward(state.params, batch, train=False)
         sums = _token_sums(logits, batch[targets_key], weights, label_smoothing)

@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 from genjax_models.configs import GAN_LOSSES
 from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
 from genjax_models.train.state import GANState, PyTree, TrainState, resolve_latent_dim, step_rng
+from genjax_models.validation import check_batch_keys
 
 DATA_AXIS = "data"
 """The mesh axis that batches are split over (``train/parallel.py``)."""
@@ -133,6 +134,7 @@ def make_gan_step(
     def gan_step(
         state: GANState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
     ) -> tuple[GANState, Metrics]:
+        check_batch_keys("gan_step", batch, ("image", "label") if conditional else ("image",))
         mean = mean_over(axis_name)
         real = batch["image"]
         batch_size = real.shape[0]
@@ -239,6 +241,7 @@ def make_classifier_step(
         state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
     ) -> tuple[TrainState, Metrics]:
         del rng  # the classifier is deterministic (no dropout)
+        check_batch_keys("classifier_step", batch, (input_key, "label"))
         mean = mean_over(axis_name)
 
         def loss_fn(p: PyTree) -> tuple[jax.Array, Any]:
@@ -277,6 +280,7 @@ def make_classifier_eval_step(
     """
 
     def eval_step(state: TrainState, batch: Batch) -> Metrics:
+        check_batch_keys("classifier eval_step", batch, (input_key, "label"))
         logits = model.apply(
             {"params": state.params, "batch_stats": state.batch_stats},
             batch[input_key],

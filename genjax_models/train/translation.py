@@ -7,6 +7,7 @@ jitted decoder compiles once per (rows, source length bucket) and not once per i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -117,6 +118,18 @@ def translate_ids(
     return outputs
 
 
+def check_decoding_args(beam_size: Any, length_penalty: Any) -> None:
+    """One-line ``ValueError`` unless ``beam_size`` is an int >= 1 and ``length_penalty`` a
+    finite number."""
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(
+            f"beam_size={beam_size!r} is invalid: expected an integer >= 1 (1 = greedy)"
+        )
+    alpha = length_penalty
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise ValueError(f"length_penalty={alpha!r} is invalid: expected a finite number, e.g. 0.6")
+
+
 def translate_texts(
     model: EncoderDecoder,
     params: Any,
@@ -127,6 +140,10 @@ def translate_texts(
     length_penalty: float = 0.6,
 ) -> list[str]:
     """Translations of ``texts`` (detokenized strings), greedy or with beam search."""
+    check_decoding_args(beam_size, length_penalty)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}]={text!r} is not a str: pass the texts as strings")
     sources = encode_sources(texts, tokenizer, model.config.max_len)
     outputs = translate_ids(
         model, params, sources, beam_size=beam_size, length_penalty=length_penalty
