@@ -5,8 +5,9 @@ points and resumed each time, and a run whose newest checkpoint was truncated on
 end with exactly its parameters. Kills "during save" are aimed at the window in which Orbax's
 ``<step>.orbax-checkpoint-tmp`` directory exists (observed by polling; the save of this model
 takes 60-140 ms) and are counted as such only when that directory is still there after the kill;
-kills "during steps" come right after a save finished, before the next one starts. Processes share
-a JAX compilation cache so that each restart costs seconds, not a recompilation.
+kills "during steps" hit a process started with no checkpoint interval, 10-40 steps into its
+training (so no save can be in flight). Processes share a JAX compilation cache so that each
+restart costs seconds, not a recompilation.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
 
-STEPS = 400
-CHECKPOINT_EVERY = 20  # 20 steps (~150 ms) outlast one save: there are save-free windows
+STEPS = 600
+CHECKPOINT_EVERY = 40  # 40 steps (~300 ms idle) outlast a save (60-140 ms) even on busy cores
 MAX_TO_KEEP = 3  # TrainConfig's default: rotation may delete a step only with 3 newer ones
 TRIALS = 10
 
@@ -117,6 +118,37 @@ def _wait(process: subprocess.Popen, log: Path, condition, what: str) -> None:
         time.sleep(0.001)
 
 
+def _tmp_dirs(checkpoints: Path) -> dict[str, int]:
+    """``{name: inode}`` of the unfinished ``.orbax-checkpoint-tmp`` step directories."""
+    try:
+        names = os.listdir(checkpoints)
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for name in names:
+        if TMP_SUFFIX in name:
+            try:
+                found[name] = os.stat(checkpoints / name).st_ino
+            except FileNotFoundError:  # renamed or removed since the listing
+                continue
+    return found
+
+
+def _logged_step(workdir: Path) -> int:
+    """The newest step in ``metrics.jsonl`` (0 when none; a half-written last line is skipped)."""
+    try:
+        lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    steps = [0]
+    for line in lines:
+        try:
+            steps.append(int(json.loads(line)["step"]))
+        except (ValueError, KeyError):
+            continue
+    return max(steps)
+
+
 def _restorable(checkpoints: Path, step: int) -> bool:
     with Checkpointer(str(checkpoints), log=lambda line: None) as checkpointer:
         try:
@@ -139,16 +171,24 @@ def test_sigkill_anywhere_then_resume_ends_bit_identical(reference, tmp_path: Pa
         finished, _ = _scan(checkpoints)
         newest = max(finished, default=None)
         log = tmp_path / f"trial_{trial}.log"
-        process = runner.start(workdir, *(["--resume"] if finished else []), log=log)
-        # Every trial first waits for one new finished checkpoint, so the run makes progress.
+        resume = ["--resume"] if finished else []
+        stale = _tmp_dirs(checkpoints)  # left by earlier kills; the next save clears them
         floor = -1 if newest is None else newest
-        _wait(process, log, lambda f=floor: max(_scan(checkpoints)[0], default=-1) > f, "a save")
         if mode == "save":
+            process = runner.start(workdir, *resume, log=log)
+            # Wait for one new finished checkpoint (the run makes progress), then the next save.
+            _wait(
+                process, log, lambda f=floor: max(_scan(checkpoints)[0], default=-1) > f, "a save"
+            )
             _wait(process, log, lambda: bool(_scan(checkpoints)[1]), "the next save to start")
             time.sleep(rng.uniform(0.0, 0.03))
-        else:
-            _wait(process, log, lambda: not _scan(checkpoints)[1], "the save to finish")
-            time.sleep(rng.uniform(0.0, 0.06))
+        else:  # no save in this process: the kill lands between (or inside) training steps
+            process = runner.start(workdir, *resume, "--checkpoint-every", "100000", log=log)
+            # Above every row logged so far (rows a killed process logged past its checkpoint
+            # are set aside at the resume), so only this process's training can reach it.
+            logged = max(floor, _logged_step(workdir)) + 10 * rng.randint(1, 4)
+            _wait(process, log, lambda n=logged: _logged_step(workdir) >= n, f"step {logged}")
+            time.sleep(rng.uniform(0.0, 0.1))
         before, _ = _scan(checkpoints)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
@@ -156,8 +196,9 @@ def test_sigkill_anywhere_then_resume_ends_bit_identical(reference, tmp_path: Pa
         if newest is not None:
             assert f"resuming {workdir} from step {newest}" in log.read_text()
 
-        after, unfinished = _scan(checkpoints)
-        landed["save" if unfinished else "steps"] += 1
+        after, _ = _scan(checkpoints)
+        mid_save = set(_tmp_dirs(checkpoints).items()) - set(stale.items())  # this process's
+        landed["save" if mid_save else "steps"] += 1
         readable = {step for step in after if _restorable(checkpoints, step)}
         for step in sorted(before):  # a finished checkpoint is lost only to max_to_keep rotation
             if step not in readable:
