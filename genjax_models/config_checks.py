@@ -1,0 +1,77 @@
+"""Validation helpers shared by the config dataclasses (one-line :class:`ConfigError` messages)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    """A config field holds an invalid value; the message names the field and the fix."""
+
+
+def fail(cls: type, field: str, value: Any, expected: str) -> None:
+    raise ConfigError(f"{cls.__name__}.{field}={value!r} is invalid: expected {expected}")
+
+
+def check_positive_int(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            fail(type(obj), name, value, "a positive integer")
+
+
+def check_non_negative_int(obj: Any, name: str, expected: str) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        fail(type(obj), name, value, expected)
+
+
+def check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        fail(type(obj), name, value, f"one of {', '.join(choices)}")
+
+
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0
+
+
+def check_transformer_widths(config: Any) -> None:
+    """Checks shared by the Transformer configs: vocabulary, heads vs width, rates in [0, 1)."""
+    if config.vocab_size < 4:
+        fail(type(config), "vocab_size", config.vocab_size, "at least 4 (PAD, BOS, EOS + 1)")
+    if config.d_model % config.num_heads:
+        fail(
+            type(config),
+            "num_heads",
+            config.num_heads,
+            f"a divisor of d_model={config.d_model} (e.g. {divisor_hint(config.d_model)})",
+        )
+    for name in ("dropout_rate", "attention_dropout_rate", "label_smoothing"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            fail(type(config), name, value, "a float in [0, 1)")
+
+
+def check_adam(config: Any) -> None:
+    """Adam hyper-parameters: a positive learning rate and eps, betas in [0, 1)."""
+    if not is_finite_number(config.learning_rate) or not config.learning_rate > 0:
+        fail(type(config), "learning_rate", config.learning_rate, "a positive finite float")
+    for name in ("b1", "b2"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            fail(type(config), name, value, "a float in [0, 1)")
+    if not is_finite_number(config.eps) or not config.eps > 0:
+        fail(type(config), "eps", config.eps, "a positive finite float")
+
+
+def divisor_hint(n: int) -> int:
+    return max(h for h in (1, 2, 4, 8, 16) if n % h == 0)

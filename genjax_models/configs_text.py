@@ -1,0 +1,170 @@
+"""Frozen configs of the Transformer models: encoder-decoder, decoder-only LM, span corruption, and
+their optimizer (re-exported by :mod:`genjax_models.configs`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from genjax_models.config_checks import (
+    COMPUTE_DTYPES,
+    check_adam,
+    check_choice,
+    check_positive_int,
+    check_transformer_widths,
+    fail,
+    is_finite_number,
+)
+
+POSITION_KINDS = ("sinusoidal", "learned")
+ACTIVATIONS = ("relu", "gelu")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Encoder-decoder Transformer (Vaswani et al. 2017) with pre-LayerNorm blocks.
+
+    ``vocab_size`` includes the special ids PAD=0, BOS=1, EOS=2 (259 for the byte tokenizer).
+    ``max_len`` bounds source and target lengths (positions and the decoding cache). Parameters
+    are float32; ``dtype`` is the compute dtype (softmax, logits and the loss stay float32).
+    ``share_embeddings`` ties the encoder input, decoder input and output projection to one
+    embedding table (the vocabularies are shared).
+    """
+
+    vocab_size: int = 259
+    d_model: int = 256
+    num_heads: int = 4
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 3
+    mlp_dim: int = 1024
+    max_len: int = 128
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    label_smoothing: float = 0.1
+    positions: str = "sinusoidal"
+    activation: str = "relu"
+    share_embeddings: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_positive_int(
+            self,
+            "vocab_size",
+            "d_model",
+            "num_heads",
+            "num_encoder_layers",
+            "num_decoder_layers",
+            "mlp_dim",
+            "max_len",
+        )
+        check_transformer_widths(self)
+        check_choice(self, "positions", POSITION_KINDS)
+        check_choice(self, "activation", ACTIVATIONS)
+        check_choice(self, "dtype", COMPUTE_DTYPES)
+        if not isinstance(self.share_embeddings, bool):
+            fail(type(self), "share_embeddings", self.share_embeddings, "true or false")
+
+    @property
+    def head_dim(self) -> int:
+        """``d_model // num_heads``."""
+        return self.d_model // self.num_heads
+
+
+LM_POSITION_KINDS = ("learned", "rotary", "sinusoidal")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """Decoder-only causal Transformer language model (GPT-style), pre-LayerNorm blocks.
+
+    ``vocab_size`` includes PAD=0, BOS=1, EOS=2 (259 for the byte tokenizer). ``max_len`` bounds
+    the packed row length and, at generation, prompt + generated tokens. ``positions``:
+    ``learned`` (GPT-2 table), ``rotary`` (RoPE on queries and keys, no table; needs an even
+    ``d_model // num_heads``) or ``sinusoidal``. ``tie_embeddings`` reuses the input embedding as
+    the output projection. Parameters are float32; ``dtype`` is the compute dtype.
+    """
+
+    vocab_size: int = 259
+    d_model: int = 256
+    num_heads: int = 4
+    num_layers: int = 4
+    mlp_dim: int = 1024
+    max_len: int = 256
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.0
+    label_smoothing: float = 0.0
+    positions: str = "learned"
+    activation: str = "gelu"
+    tie_embeddings: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_positive_int(
+            self, "vocab_size", "d_model", "num_heads", "num_layers", "mlp_dim", "max_len"
+        )
+        check_transformer_widths(self)
+        check_choice(self, "positions", LM_POSITION_KINDS)
+        if self.positions == "rotary" and (self.d_model // self.num_heads) % 2:
+            fail(
+                type(self),
+                "positions",
+                self.positions,
+                f"learned or sinusoidal: rotary needs an even head dim, and d_model // num_heads "
+                f"= {self.d_model // self.num_heads}",
+            )
+        check_choice(self, "activation", ACTIVATIONS)
+        check_choice(self, "dtype", COMPUTE_DTYPES)
+        if not isinstance(self.tie_embeddings, bool):
+            fail(type(self), "tie_embeddings", self.tie_embeddings, "true or false")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanCorruptionConfig:
+    """T5-style span corruption of unlabeled text for pretraining an encoder-decoder.
+
+    Documents are cut into pieces of at most ``piece_length`` tokens; in each piece about
+    ``noise_density`` of the tokens, in spans of mean length ``mean_span_length`` (at most 8
+    spans), are replaced by sentinel ids in the input and form the target. ``copies`` corrupts
+    every piece that many times with different noise (more variety per epoch).
+    """
+
+    noise_density: float = 0.15
+    mean_span_length: float = 3.0
+    piece_length: int = 96
+    copies: int = 1
+
+    def __post_init__(self) -> None:
+        check_positive_int(self, "piece_length", "copies")
+        if self.piece_length < 2:
+            fail(type(self), "piece_length", self.piece_length, "at least 2 tokens")
+        density = self.noise_density
+        if not isinstance(density, (int, float)) or not 0.0 < density < 1.0:
+            fail(type(self), "noise_density", density, "a float in (0, 1), e.g. 0.15")
+        span = self.mean_span_length
+        if not isinstance(span, (int, float)) or not span >= 1.0:
+            fail(type(self), "mean_span_length", span, "a float >= 1, e.g. 3.0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerOptimConfig:
+    """AdamW with linear warm-up then inverse-square-root decay (Vaswani et al. 2017).
+
+    ``lr(step) = learning_rate * min((step + 1) / warmup_steps, sqrt(warmup_steps / (step + 1)))``:
+    the peak ``learning_rate`` is reached at ``warmup_steps``. ``weight_decay=0`` is Adam.
+    ``clip_norm`` clips the global gradient norm (0 disables clipping).
+    """
+
+    learning_rate: float = 1e-3
+    warmup_steps: int = 500
+    b1: float = 0.9
+    b2: float = 0.98
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive_int(self, "warmup_steps")
+        check_adam(self)
+        for name in ("weight_decay", "clip_norm"):
+            value = getattr(self, name)
+            if not is_finite_number(value) or value < 0:
+                fail(type(self), name, value, "a finite float >= 0")
