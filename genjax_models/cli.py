@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from genjax_models import __version__
-from genjax_models.configs import GANConfig, TrainConfig, override
+from genjax_models.configs import ON_NAN_POLICIES, GANConfig, TrainConfig, override
 
 # Channels of common image datasets; others take --set channels=N.
 DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "emnist": 1, "kmnist": 1}
@@ -80,7 +80,7 @@ def _add_train_flags(
     )
     parser.add_argument(
         "--on-nan",
-        choices=["stop", "skip", "rollback"],
+        choices=ON_NAN_POLICIES,
         default="stop",
         help="on a non-finite loss or update: stop (default), skip the update, or rollback to "
         "the newest checkpoint with half the learning rate",

@@ -159,13 +159,8 @@ class Checkpointer:
         def read(at: int) -> tuple[Any, dict[str, Any]]:
             meta = self._read_meta(at)
             self._check_matches(at, abstract)  # before reading arrays: a mismatch is no fault
-            try:
-                restored = self._manager.restore(
-                    at, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-                )
-            except Exception as err:
-                raise _Unreadable(_first_line(err)) from None
-            return flax.serialization.from_state_dict(target, restored["state"]), meta
+            arrays = self._read_state(at, ocp.args.StandardRestore(abstract))
+            return flax.serialization.from_state_dict(target, arrays), meta
 
         return self._explicit(step, read) if step is not None else self._newest_readable(read)
 
@@ -180,13 +175,7 @@ class Checkpointer:
 
         def read(at: int) -> tuple[dict[str, Any], dict[str, Any]]:
             meta = self._read_meta(at)
-            try:
-                restored = self._manager.restore(
-                    at, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-                )
-            except Exception as err:
-                raise _Unreadable(_first_line(err)) from None
-            return dict(restored["state"]), meta
+            return dict(self._read_state(at, ocp.args.StandardRestore())), meta
 
         return self._explicit(step, read) if step is not None else self._newest_readable(read)
 
@@ -207,6 +196,13 @@ class Checkpointer:
 
     def _step_dir(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
+
+    def _read_state(self, step: int, args: ocp.args.StandardRestore) -> Any:
+        """The ``state`` item of ``step``; :class:`_Unreadable` when it cannot be read."""
+        try:
+            return self._manager.restore(step, args=ocp.args.Composite(state=args))["state"]
+        except Exception as err:
+            raise _Unreadable(_first_line(err)) from None
 
     def _read_meta(self, step: int) -> dict[str, Any]:
         """The ``meta`` item of ``step``; :class:`_Unreadable` when it cannot be read."""

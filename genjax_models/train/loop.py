@@ -70,13 +70,13 @@ def set_aside_rows_after(workdir: str, step: int) -> int:
     if not os.path.exists(path):
         return 0
     with open(path) as f:
-        lines = [line for line in f if line.strip()]
-    later = [line for line in lines if json.loads(line).get("step", 0) > step]
+        rows = [(json.loads(line).get("step", 0), line) for line in f if line.strip()]
+    later = [line for logged, line in rows if logged > step]
     if later:
         with open(os.path.join(workdir, "metrics.discarded.jsonl"), "a") as f:
             f.writelines(later)
         with open(path + ".tmp", "w") as f:
-            f.writelines(line for line in lines if json.loads(line).get("step", 0) <= step)
+            f.writelines(line for logged, line in rows if logged <= step)
         os.replace(path + ".tmp", path)
     return len(later)
 
@@ -134,7 +134,6 @@ class _NonFinitePolicy:
         self.write = write
         self.unchecked: list[tuple[int, jax.Array]] = []  # (step produced, nonfinite flag)
         self.rollbacks = 0
-        self.skipped = 0
 
     def record(self, step: int, metrics: dict[str, jax.Array]) -> None:
         self.unchecked.append((step, metrics["nonfinite"]))
@@ -155,7 +154,6 @@ class _NonFinitePolicy:
         if len(bad) > 1:
             where = f"{len(bad)} steps ({', '.join(map(str, bad[:5]))}{', ...' if len(bad) > 5 else ''})"
         if policy == "skip":
-            self.skipped += len(bad)
             self.write(
                 f"genjax-models: warning: non-finite update at {where} dropped (--on-nan skip)"
             )

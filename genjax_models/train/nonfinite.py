@@ -24,10 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from genjax_models.configs import ON_NAN_POLICIES
-
 __all__ = [
-    "ON_NAN_POLICIES",
     "NonFiniteError",
     "all_finite",
     "guard_nonfinite",
