@@ -30,11 +30,13 @@ from genjax_models.train import init_gan_state, make_gan_step
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     device_facts,
+    measured_gemm,
     peak_flops,
+    peak_memory_bytes,
     time_train_step,
     timed_windows,
+    torch_device,
     write_result,
-    xla_flops,
 )
 
 
@@ -47,10 +49,9 @@ def bench_jax(config: GANConfig, batch_size: int, steps: int, windows: int) -> d
     gan_step = make_gan_step(generator, discriminator, loss=config.loss)
     images = np.random.default_rng(0).uniform(-1, 1, (batch_size, *config.image_shape))
     batch = {"image": jnp.asarray(images, jnp.float32)}
-    flops = xla_flops(gan_step, state, batch)  # before timing: the timed steps donate `state`
     timing = time_train_step(gan_step, state, batch, steps, windows)
     timing.pop("final_state")
-    return {**timing, "xla_flops_per_step": flops}
+    return {**timing, "peak_memory_bytes": peak_memory_bytes()}
 
 
 def bench_torch(config: GANConfig, batch_size: int, steps: int, windows: int) -> dict | None:
@@ -58,15 +59,21 @@ def bench_torch(config: GANConfig, batch_size: int, steps: int, windows: int) ->
         import torch
     except ImportError:
         return None
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from torch_reference.dcgan import make_step
 
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    device = torch_device(torch)
     step, _, _ = make_step(
-        config.latent_dim, config.base_width, config.image_size, config.channels, batch_size
+        config.latent_dim,
+        config.base_width,
+        config.image_size,
+        config.channels,
+        batch_size,
+        device=device,
+        compute_dtype=None if config.dtype == "float32" else getattr(torch, config.dtype),
     )
-    real = torch.rand(batch_size, config.channels, config.image_size, config.image_size) * 2 - 1
+    shape = (batch_size, config.channels, config.image_size, config.image_size)
+    real = torch.rand(*shape, device=device) * 2 - 1
     for _ in range(3):
         step(real)
 
@@ -78,6 +85,7 @@ def bench_torch(config: GANConfig, batch_size: int, steps: int, windows: int) ->
     rates = timed_windows(run, steps, windows)
     return {
         "torch_version": torch.__version__,
+        "torch_device": device,
         "threads": torch.get_num_threads(),
         "steps_per_sec": statistics.median(rates),
         "window_steps_per_sec": rates,
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         None if args.no_torch else bench_torch(config, args.batch_size, args.steps, args.windows)
     )
     peak, peak_source = peak_flops(args.dtype)
+    gemm = measured_gemm(args.dtype)
     flops = gan_train_flops(config, args.batch_size)
     achieved = flops * ours["steps_per_sec"]
     result = {
@@ -117,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_flops_per_sec": peak,
         "peak_source": peak_source,
         "mfu": None if not peak else achieved / peak,
+        "measured_gemm": gemm,
         "torch": reference,
         "jax_over_torch": None
         if reference is None
@@ -142,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{peak / 1e9:.0f} GFLOP/s ({peak_source})"
         )
     print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
-    write_result(result, f"gan-w{args.width}-{args.dtype}", args.out)
+    batch_tag = "" if args.batch_size == 64 else f"-b{args.batch_size}"
+    write_result(result, f"gan-w{args.width}-{args.dtype}{batch_tag}", args.out)
     return result
 
 

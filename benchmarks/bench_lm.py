@@ -34,11 +34,11 @@ from genjax_models.train.state import init_train_state
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     device_facts,
+    measured_gemm,
     peak_flops,
     peak_memory_bytes,
     time_train_step,
     write_result,
-    xla_flops,
 )
 
 SIZES = {
@@ -84,10 +84,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--generate", type=int, default=128, help="tokens per row to generate")
+    parser.add_argument(
+        "--attention", choices=["xla", "cudnn"], default="xla", help="LMConfig.attention"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    config = LMConfig(**SIZES[args.size], max_len=max(args.length, args.generate), dtype=args.dtype)
+    config = LMConfig(
+        **SIZES[args.size],
+        max_len=max(args.length, args.generate),
+        dtype=args.dtype,
+        attention=args.attention,
+    )
     facts = device_facts()
     model = make_lm(config)
     rows = np.random.default_rng(0).integers(3, config.vocab_size, (args.batch_size, args.length))
@@ -96,10 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
     state = init_train_state(jax.random.PRNGKey(0), model, tx, batch["inputs"][:1])
     params = jax.tree.map(jnp.copy, state.params)
     step = make_lm_step(model)
-    counted = xla_flops(step, state, batch)
     timing = time_train_step(step, state, batch, args.steps, args.windows)
     timing.pop("final_state")
     peak, peak_source = peak_flops(args.dtype)
+    gemm = measured_gemm(args.dtype)
     flops = lm_train_flops(config, args.batch_size, args.length)
     achieved = flops * timing["steps_per_sec"]
     generate = generation_tokens_per_sec(model, params, args.batch_size, args.generate)
@@ -113,13 +121,14 @@ def main(argv: list[str] | None = None) -> dict:
             "length": args.length,
         },
         "parameters": int(sum(x.size for x in jax.tree.leaves(params))),
-        "jax": {**timing, "xla_flops_per_step": counted, "peak_memory_bytes": peak_memory_bytes()},
+        "jax": {**timing, "peak_memory_bytes": peak_memory_bytes()},
         "tokens_per_sec": timing["steps_per_sec"] * args.batch_size * args.length,
         "model_flops_per_step": flops,
         "achieved_flops_per_sec": achieved,
         "peak_flops_per_sec": peak,
         "peak_source": peak_source,
         "mfu": None if not peak else achieved / peak,
+        "measured_gemm": gemm,
         "generate_tokens_per_sec": generate,
     }
     print(
@@ -132,11 +141,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if peak:
         print(
-            f"model FLOPs/step {flops / 1e9:.1f} G (XLA {counted / 1e9:.1f} G); MFU "
+            f"model FLOPs/step {flops / 1e9:.1f} G (XLA {timing['xla_flops_per_step'] / 1e9:.1f} G); MFU "
             f"{result['mfu']:.0%} of {peak / 1e9:.0f} GFLOP/s ({peak_source})"
         )
     print(f"greedy generation with the KV cache: {generate:.0f} tokens/s")
-    write_result(result, f"lm-{args.size}-{args.dtype}", args.out)
+    variant = "" if args.attention == "xla" else f"-{args.attention}"
+    write_result(result, f"lm-{args.size}-{args.dtype}{variant}", args.out)
     return result
 
 

@@ -10,7 +10,7 @@ time, steps/s and tokens/s (median of timed windows after warm-up, blocking on r
 analytic FLOPs per step (``genjax_models.flops``) and XLA's count, achieved FLOP/s, MFU against the
 data-sheet peak (accelerators) or a 2048^3 matmul measured in the same run (CPU), peak device
 memory where reported, recompilations after warm-up, and the JAX/PyTorch ratio when torch is
-installed (``.[bench]``; CPU only).
+installed (``.[bench]``), on the GPU when JAX runs on one (see ``common.torch_device``).
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ from genjax_models.train.state import init_train_state
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     device_facts,
+    measured_gemm,
     peak_flops,
     peak_memory_bytes,
     time_train_step,
     timed_windows,
+    torch_device,
     write_result,
-    xla_flops,
 )
 
 SIZES = {
@@ -68,13 +69,11 @@ def bench_jax(config: TransformerConfig, batch: dict, steps: int, windows: int) 
     state = init_train_state(jax.random.PRNGKey(0), model, tx, (example, example))
     step = make_seq2seq_step(model)
     batch = jax.device_put(batch)
-    flops = xla_flops(step, state, batch)  # before timing: the timed steps donate `state`
     timing = time_train_step(step, state, batch, steps, windows)
     final_state = timing.pop("final_state")
     return {
         "parameters": int(sum(x.size for x in jax.tree.leaves(final_state.params))),
         **timing,
-        "xla_flops_per_step": flops,
         "peak_memory_bytes": peak_memory_bytes(),
     }
 
@@ -87,10 +86,11 @@ def bench_torch(config: TransformerConfig, batch: dict, steps: int, windows: int
     from torch_reference.transformer import make_step
 
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
-    step, _ = make_step(config)
-    inputs = torch.from_numpy(batch["inputs"].astype(np.int64))
-    targets = torch.from_numpy(batch["targets"].astype(np.int64))
+    device = torch_device(torch)
+    compute_dtype = None if config.dtype == "float32" else getattr(torch, config.dtype)
+    step, _ = make_step(config, device=device, compute_dtype=compute_dtype)
+    inputs = torch.from_numpy(batch["inputs"].astype(np.int64)).to(device)
+    targets = torch.from_numpy(batch["targets"].astype(np.int64)).to(device)
     for _ in range(2):
         step(inputs, targets)
 
@@ -102,6 +102,7 @@ def bench_torch(config: TransformerConfig, batch: dict, steps: int, windows: int
     rates = timed_windows(run, steps, windows)
     return {
         "torch_version": torch.__version__,
+        "torch_device": device,
         "threads": torch.get_num_threads(),
         "steps_per_sec": statistics.median(rates),
         "window_steps_per_sec": rates,
@@ -116,17 +117,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--length", type=int, default=64, help="source and target length")
     parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument(
+        "--attention", choices=["xla", "cudnn"], default="xla", help="TransformerConfig.attention"
+    )
+    parser.add_argument("--dropout", type=float, default=0.1, help="residual/MLP dropout rate")
+    parser.add_argument("--attention-dropout", type=float, default=0.1)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
 
-    config = TransformerConfig(**SIZES[args.size], max_len=max(args.length, 128), dtype=args.dtype)
+    config = TransformerConfig(
+        **SIZES[args.size],
+        max_len=max(args.length, 128),
+        dtype=args.dtype,
+        dropout_rate=args.dropout,
+        attention_dropout_rate=args.attention_dropout,
+        attention=args.attention,
+    )
     facts = device_facts()
     batch = synthetic_batch(args.batch_size, args.length, config.vocab_size)
     ours = bench_jax(config, batch, args.steps, args.windows)
-    use_torch = not args.no_torch and facts["platform"] == "cpu" and args.dtype == "float32"
-    reference = bench_torch(config, batch, args.steps, args.windows) if use_torch else None
+    reference = None if args.no_torch else bench_torch(config, batch, args.steps, args.windows)
     peak, peak_source = peak_flops(args.dtype)
+    gemm = measured_gemm(args.dtype)
     flops = transformer_train_flops(config, args.batch_size, args.length, args.length)
     achieved = flops * ours["steps_per_sec"]
     tokens_per_step = 2 * args.batch_size * args.length
@@ -146,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_flops_per_sec": peak,
         "peak_source": peak_source,
         "mfu": None if not peak else achieved / peak,
+        "measured_gemm": gemm,
         "torch": reference,
         "jax_over_torch": None
         if reference is None
@@ -170,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"GFLOP/s ({peak_source})"
         )
     print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
-    write_result(result, f"seq2seq-{args.size}-{args.dtype}", args.out)
+    variant = "" if args.attention == "xla" else f"-{args.attention}"
+    write_result(result, f"seq2seq-{args.size}-{args.dtype}{variant}", args.out)
     return result
 
 

@@ -37,6 +37,8 @@ def _device(r: dict) -> str:
 
 def _model(r: dict) -> str:
     c = r["config"]
+    if c.get("attention", "xla") != "xla":
+        return _model({**r, "config": {**c, "attention": "xla"}}) + f", {c['attention']} attention"
     if r["benchmark"] == "gan":
         return f"DCGAN width {c['base_width']}, {c['image_size']}x{c['image_size']}, batch {c['batch_size']}"
     if r["benchmark"] == "seq2seq":

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
 
 
 class ConfigError(ValueError):
@@ -59,6 +60,39 @@ def check_transformer_widths(config: Any) -> None:
         value = getattr(config, name)
         if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
             fail(type(config), name, value, "a float in [0, 1)")
+
+
+def check_attention(config: Any) -> None:
+    """``attention``: ``xla`` (any backend) or ``cudnn`` (fused flash attention on NVIDIA GPUs),
+    which needs a 16-bit compute dtype, no attention dropout and a head dim that is a multiple
+    of 8 (at most 256)."""
+    check_choice(config, "attention", ATTENTION_IMPLEMENTATIONS)
+    if config.attention != "cudnn":
+        return
+    if config.dtype not in ("bfloat16", "float16"):
+        fail(
+            type(config),
+            "attention",
+            "cudnn",
+            f"xla: cudnn needs dtype bfloat16 or float16, not {config.dtype!r}",
+        )
+    if config.attention_dropout_rate:
+        fail(
+            type(config),
+            "attention",
+            "cudnn",
+            f"xla: cudnn has no attention dropout "
+            f"(attention_dropout_rate={config.attention_dropout_rate}; set it to 0.0)",
+        )
+    head_dim = config.d_model // config.num_heads
+    if head_dim % 8 or head_dim > 256:
+        fail(
+            type(config),
+            "attention",
+            "cudnn",
+            f"xla: cudnn needs a head dim that is a "
+            f"multiple of 8 up to 256, got d_model // num_heads = {head_dim}",
+        )
 
 
 def check_adam(config: Any) -> None:

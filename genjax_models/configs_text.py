@@ -8,6 +8,7 @@ import dataclasses
 from genjax_models.config_checks import (
     COMPUTE_DTYPES,
     check_adam,
+    check_attention,
     check_choice,
     check_positive_int,
     check_transformer_widths,
@@ -27,7 +28,9 @@ class TransformerConfig:
     ``max_len`` bounds source and target lengths (positions and the decoding cache). Parameters
     are float32; ``dtype`` is the compute dtype (softmax, logits and the loss stay float32).
     ``share_embeddings`` ties the encoder input, decoder input and output projection to one
-    embedding table (the vocabularies are shared).
+    embedding table (the vocabularies are shared). ``attention``: ``xla`` (any backend) or
+    ``cudnn`` (cuDNN's fused flash attention in training and the uncached forward; NVIDIA GPUs,
+    16-bit ``dtype``, ``attention_dropout_rate=0``); cached decoding always uses ``xla``.
     """
 
     vocab_size: int = 259
@@ -44,6 +47,7 @@ class TransformerConfig:
     activation: str = "relu"
     share_embeddings: bool = True
     dtype: str = "float32"
+    attention: str = "xla"
 
     def __post_init__(self) -> None:
         check_positive_int(
@@ -60,6 +64,7 @@ class TransformerConfig:
         check_choice(self, "positions", POSITION_KINDS)
         check_choice(self, "activation", ACTIVATIONS)
         check_choice(self, "dtype", COMPUTE_DTYPES)
+        check_attention(self)
         if not isinstance(self.share_embeddings, bool):
             fail(type(self), "share_embeddings", self.share_embeddings, "true or false")
 
@@ -81,6 +86,7 @@ class LMConfig:
     ``learned`` (GPT-2 table), ``rotary`` (RoPE on queries and keys, no table; needs an even
     ``d_model // num_heads``) or ``sinusoidal``. ``tie_embeddings`` reuses the input embedding as
     the output projection. Parameters are float32; ``dtype`` is the compute dtype.
+    ``attention``: ``xla`` or ``cudnn`` (as in :class:`TransformerConfig`).
     """
 
     vocab_size: int = 259
@@ -96,6 +102,7 @@ class LMConfig:
     activation: str = "gelu"
     tie_embeddings: bool = True
     dtype: str = "float32"
+    attention: str = "xla"
 
     def __post_init__(self) -> None:
         check_positive_int(
@@ -113,6 +120,7 @@ class LMConfig:
             )
         check_choice(self, "activation", ACTIVATIONS)
         check_choice(self, "dtype", COMPUTE_DTYPES)
+        check_attention(self)
         if not isinstance(self.tie_embeddings, bool):
             fail(type(self), "tie_embeddings", self.tie_embeddings, "true or false")
 

@@ -87,3 +87,13 @@ def check_batch_keys(owner: str, batch: Any, required: Iterable[str]) -> None:
             f"{owner} batch has no {missing[0]!r} (keys: {', '.join(map(repr, batch)) or 'none'}): "
             f"expected {', '.join(map(repr, required))}"
         )
+
+
+def check_attention_backend(owner: str, attention: str) -> None:
+    """``attention="cudnn"`` needs the default backend to be an NVIDIA GPU."""
+    backend = jax.default_backend()
+    if attention == "cudnn" and backend != "gpu":
+        raise InputError(
+            f"{owner} attention='cudnn' needs an NVIDIA GPU, but the JAX backend is {backend!r}: "
+            f"use attention='xla' (--set attention=xla)"
+        )

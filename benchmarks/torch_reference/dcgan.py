@@ -68,25 +68,40 @@ class Discriminator(nn.Module):
         return self.body(x).view(x.shape[0])
 
 
-def make_step(latent_dim: int, width: int, image_size: int, channels: int, batch_size: int):
-    """Returns ``step(real: float32[B, C, S, S]) -> (d_loss, g_loss)`` and the two modules."""
-    generator = Generator(latent_dim, width, image_size, channels)
-    discriminator = Discriminator(width, image_size, channels)
+def make_step(
+    latent_dim: int,
+    width: int,
+    image_size: int,
+    channels: int,
+    batch_size: int,
+    device: str = "cpu",
+    compute_dtype: torch.dtype | None = None,
+):
+    """Returns ``step(real: float32[B, C, S, S]) -> (d_loss, g_loss)`` and the two modules, on
+    ``device``; ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the passes under autocast."""
+    generator = Generator(latent_dim, width, image_size, channels).to(device)
+    discriminator = Discriminator(width, image_size, channels).to(device)
     g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     bce = nn.BCEWithLogitsLoss()
-    ones, zeros = torch.ones(batch_size), torch.zeros(batch_size)
+    ones = torch.ones(batch_size, device=device)
+    zeros = torch.zeros(batch_size, device=device)
+    autocast = torch.autocast(
+        device_type=device, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None
+    )
 
     def step(real: torch.Tensor) -> tuple[float, float]:
-        fake = generator(torch.randn(batch_size, latent_dim))
-        d_opt.zero_grad(set_to_none=True)
-        d_loss = bce(discriminator(real), ones) + bce(discriminator(fake.detach()), zeros)
+        with autocast:
+            fake = generator(torch.randn(batch_size, latent_dim, device=device))
+            d_opt.zero_grad(set_to_none=True)
+            d_loss = bce(discriminator(real), ones) + bce(discriminator(fake.detach()), zeros)
         d_loss.backward()
         d_opt.step()
-        g_opt.zero_grad(set_to_none=True)
-        g_loss = bce(discriminator(fake), ones)
+        with autocast:
+            g_opt.zero_grad(set_to_none=True)
+            g_loss = bce(discriminator(fake), ones)
         g_loss.backward()
         g_opt.step()
-        return d_loss, g_loss
+        return d_loss.detach(), g_loss.detach()
 
     return step, generator, discriminator

@@ -105,8 +105,16 @@ class EncoderDecoder(nn.Module):
         return self.ln_dec(y) @ self.embed.weight.T / math.sqrt(self.d)
 
 
-def make_step(config, lr: float = 1e-3, label_smoothing: float = 0.1, clip_norm: float = 1.0):
-    """``(step(inputs, targets) -> loss tensor, model)`` for a ``TransformerConfig``-like config."""
+def make_step(
+    config,
+    lr: float = 1e-3,
+    label_smoothing: float = 0.1,
+    clip_norm: float = 1.0,
+    device: str = "cpu",
+    compute_dtype: torch.dtype | None = None,
+):
+    """``(step(inputs, targets) -> loss tensor, model)`` for a ``TransformerConfig``-like config,
+    on ``device``; ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast."""
     model = EncoderDecoder(
         config.vocab_size,
         config.d_model,
@@ -118,15 +126,20 @@ def make_step(config, lr: float = 1e-3, label_smoothing: float = 0.1, clip_norm:
         config.dropout_rate,
         config.attention_dropout_rate,
     )
-    model.train()
+    model.to(device).train()
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0
     )
 
+    autocast = torch.autocast(
+        device_type=device, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None
+    )
+
     def step(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = model(inputs, targets)
+        with autocast:
+            logits = model(inputs, targets)
         loss = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
+            logits.float().reshape(-1, logits.shape[-1]),
             targets.reshape(-1),
             ignore_index=0,
             label_smoothing=label_smoothing,

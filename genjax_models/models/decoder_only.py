@@ -34,7 +34,7 @@ from genjax_models.nn.blocks import TransformerBlock
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
 from genjax_models.nn.mlp import DENSE_INIT
-from genjax_models.validation import check_token_ids
+from genjax_models.validation import check_attention_backend, check_token_ids
 
 
 class CausalDecoder(nn.Module):
@@ -84,6 +84,7 @@ class CausalDecoder(nn.Module):
                 dtype=dtype,
                 dropout_rate=cfg.dropout_rate,
                 attention_dropout_rate=cfg.attention_dropout_rate,
+                attention=cfg.attention,
                 name=f"layer_{i}",
             )(x, mask, deterministic=not train, decode=decode, rotary_positions=rotary)
         x = nn.LayerNorm(dtype=jnp.float32, name="ln_final")(x).astype(dtype)
@@ -152,7 +153,8 @@ class DecoderOnlyLM(nn.Module):
 
 
 def make_lm(config: LMConfig) -> DecoderOnlyLM:
-    """The :class:`DecoderOnlyLM` of ``config``."""
+    """The :class:`DecoderOnlyLM` of ``config`` (refuses ``attention="cudnn"`` off an NVIDIA GPU)."""
+    check_attention_backend(type(config).__name__, config.attention)
     return DecoderOnlyLM(config)
 
 

@@ -22,7 +22,7 @@ from genjax_models.nn.blocks import TransformerBlock
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
 from genjax_models.nn.mlp import DENSE_INIT
-from genjax_models.validation import check_same_batch, check_token_ids
+from genjax_models.validation import check_attention_backend, check_same_batch, check_token_ids
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
@@ -60,6 +60,7 @@ def _stack(
             dtype=jnp.dtype(config.dtype),
             dropout_rate=config.dropout_rate,
             attention_dropout_rate=config.attention_dropout_rate,
+            attention=config.attention,
             name=f"{prefix}_{i}",
         )
         for i in range(count)
@@ -244,7 +245,8 @@ class EncoderDecoder(nn.Module):
 
 
 def make_transformer(config: TransformerConfig) -> EncoderDecoder:
-    """The :class:`EncoderDecoder` of ``config``."""
+    """The :class:`EncoderDecoder` of ``config`` (refuses ``attention="cudnn"`` off an NVIDIA GPU)."""
+    check_attention_backend(type(config).__name__, config.attention)
     return EncoderDecoder(config)
 
 

@@ -56,8 +56,15 @@ def dot_product_attention(
     *,
     dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,
+    implementation: str = "xla",
 ) -> jax.Array:
     """Scaled dot-product attention, softmax in float32.
+
+    ``implementation="xla"`` is written out here (logits ``float32[batch, heads, q_len, k_len]``
+    in memory) and runs on every backend; ``"cudnn"`` calls cuDNN's fused flash attention through
+    ``jax.nn.dot_product_attention`` (NVIDIA GPUs, bfloat16/float16 inputs, no dropout; the
+    boolean mask becomes an additive bias, so a fully masked row is uniform there too; cuDNN
+    cannot train with a bias on an odd query or key length, so odd lengths use ``xla``).
 
     Args:
       query: [batch, q_len, heads, head_dim] in the compute dtype.
@@ -68,6 +75,10 @@ def dot_product_attention(
     Returns:
       [batch, q_len, heads, head_dim] in the dtype of ``value``.
     """
+    if implementation == "cudnn" and query.shape[1] % 2 == 0 and key.shape[1] % 2 == 0:
+        if dropout_rate > 0.0 and dropout_rng is not None:
+            raise ValueError("cudnn attention has no dropout: set attention_dropout_rate=0.0")
+        return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation="cudnn")
     query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
     logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
     if mask is not None:
@@ -95,11 +106,14 @@ class SelfAttention(nn.Module):
       num_heads: number of heads; the feature size must be divisible by it.
       dtype: compute dtype (params are float32).
       dropout_rate: dropout on the attention weights.
+      implementation: ``xla`` or ``cudnn`` (:func:`dot_product_attention`); cached decoding
+        always uses ``xla``.
     """
 
     num_heads: int
     dtype: Any = jnp.float32
     dropout_rate: float = 0.0
+    implementation: str = "xla"
 
     @nn.compact
     def __call__(
@@ -137,7 +151,13 @@ class SelfAttention(nn.Module):
         if not deterministic and self.dropout_rate > 0.0:
             dropout_rng = self.make_rng("dropout")
         out = dot_product_attention(
-            query, key, value, mask, dropout_rate=self.dropout_rate, dropout_rng=dropout_rng
+            query,
+            key,
+            value,
+            mask,
+            dropout_rate=self.dropout_rate,
+            dropout_rng=dropout_rng,
+            implementation="xla" if decode else self.implementation,
         )
         return nn.DenseGeneral(
             features, axis=(-2, -1), dtype=self.dtype, kernel_init=ATTENTION_INIT, name="out"
@@ -173,6 +193,7 @@ class CrossAttention(nn.Module):
     num_heads: int
     dtype: Any = jnp.float32
     dropout_rate: float = 0.0
+    implementation: str = "xla"
 
     @nn.compact
     def __call__(
@@ -219,6 +240,7 @@ class CrossAttention(nn.Module):
             mask,
             dropout_rate=self.dropout_rate,
             dropout_rng=dropout_rng,
+            implementation="xla" if decode else self.implementation,
         )
         return nn.DenseGeneral(
             features, axis=(-2, -1), dtype=self.dtype, kernel_init=ATTENTION_INIT, name="out"

@@ -24,6 +24,7 @@ class TransformerBlock(nn.Module):
       dtype: compute dtype; params are float32.
       dropout_rate: residual and MLP dropout.
       attention_dropout_rate: dropout on attention weights.
+      attention: ``xla`` or ``cudnn`` (see :func:`~genjax_models.nn.attention.dot_product_attention`).
     """
 
     num_heads: int
@@ -33,6 +34,7 @@ class TransformerBlock(nn.Module):
     dtype: Any = jnp.float32
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
+    attention: str = "xla"
 
     @nn.compact
     def __call__(
@@ -65,7 +67,11 @@ class TransformerBlock(nn.Module):
 
         x = x + residual(
             SelfAttention(
-                self.num_heads, self.dtype, self.attention_dropout_rate, name="self_attention"
+                self.num_heads,
+                self.dtype,
+                self.attention_dropout_rate,
+                self.attention,
+                name="self_attention",
             )(
                 norm("ln_self"),
                 self_mask,
@@ -80,6 +86,7 @@ class TransformerBlock(nn.Module):
                     self.num_heads,
                     self.dtype,
                     self.attention_dropout_rate,
+                    self.attention,
                     name="cross_attention",
                 )(norm("ln_cross"), encoded, cross_mask, deterministic=deterministic, decode=decode)
             )
