@@ -54,6 +54,17 @@ def _throughput(r: dict) -> str:
     return f"{rate:.2f} steps/s ({r['tokens_per_sec']:,.0f} tok/s)"
 
 
+def _mfu(r: dict, mfu: float | None) -> str:
+    """MFU against the peak; on accelerators also against the GEMM rate measured in the run."""
+    if mfu is None:
+        return "n/a"
+    gemm = r.get("measured_gemm")
+    if r["platform"] == "cpu" or not gemm:
+        return f"{mfu:.0%}"
+    share = r["achieved_flops_per_sec"] / gemm["flops_per_sec"]
+    return f"{mfu:.0%} ({share:.0%} of measured GEMM)"
+
+
 def _command(r: dict) -> str:
     if "command" in r:
         return r["command"].strip()
@@ -70,7 +81,7 @@ def markdown(results: list[dict]) -> str:
         ratio = r.get("jax_over_torch")
         lines.append(
             f"| {_device(r)} | {_model(r)} | {r['config'].get('dtype', 'float32')} | "
-            f"{_throughput(r)} | {'n/a' if mfu is None else f'{mfu:.0%}'} | "
+            f"{_throughput(r)} | {_mfu(r, mfu)} | "
             f"{'n/a' if ratio is None else f'{ratio:.2f}x'} | `{_command(r)}` |"
         )
     decode = [r for r in results if r["benchmark"] == "decode"]
