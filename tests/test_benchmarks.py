@@ -1,0 +1,88 @@
+"""Each benchmark script runs on a tiny config and writes a complete, consistent JSON result
+(benchmarks are not timed here: only that they run, count, and report what they claim)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench(request):
+    sys.path.insert(0, str(BENCHMARKS))
+    request.addfinalizer(lambda: sys.path.remove(str(BENCHMARKS)))
+    return lambda name: importlib.import_module(name)
+
+
+def check_training_result(result: dict, path: Path) -> None:
+    assert json.loads(path.read_text()) == json.loads(json.dumps(result))
+    jax_result = result["jax"]
+    assert jax_result["steps_per_sec"] > 0 and jax_result["compile_seconds"] > 0
+    assert len(jax_result["window_steps_per_sec"]) == 2
+    assert jax_result["recompilations_after_warmup"] == 0
+    # The analytic FLOPs (genjax_models.flops) within 20% of XLA's count of the timed program.
+    assert 0.8 < result["model_flops_per_step"] / jax_result["xla_flops_per_step"] < 1.25
+    assert result["platform"] == "cpu" and result["peak_source"].startswith("measured")
+    assert math.isclose(
+        result["mfu"], result["achieved_flops_per_sec"] / result["peak_flops_per_sec"]
+    )
+    assert result["measured_gemm"]["flops_per_sec"] > 0
+    if result.get("torch") is not None:  # torch installed (the .[bench] extra)
+        assert result["torch"]["torch_device"] == "cpu"
+        assert math.isclose(
+            result["jax_over_torch"],
+            jax_result["steps_per_sec"] / result["torch"]["steps_per_sec"],
+        )
+
+
+def test_bench_gan_tiny(bench, tmp_path) -> None:
+    out = tmp_path / "gan.json"
+    argv = ["--width", "8", "--batch-size", "4", "--steps", "2", "--windows", "2"]
+    result = bench("bench_gan").main([*argv, "--out", str(out)])
+    check_training_result(result, out)
+    assert result["images_per_sec"] == pytest.approx(4 * result["jax"]["steps_per_sec"])
+
+
+def test_bench_seq2seq_tiny(bench, tmp_path) -> None:
+    out = tmp_path / "seq2seq.json"
+    argv = ["--batch-size", "2", "--length", "8", "--steps", "2", "--windows", "2"]
+    result = bench("bench_seq2seq").main([*argv, "--dropout", "0", "--out", str(out)])
+    check_training_result(result, out)
+    assert result["config"]["dropout_rate"] == 0.0 and result["config"]["attention"] == "xla"
+    assert result["tokens_per_sec"] == pytest.approx(2 * 16 * result["jax"]["steps_per_sec"])
+
+
+def test_bench_lm_tiny(bench, tmp_path) -> None:
+    out = tmp_path / "lm.json"
+    argv = ["--batch-size", "2", "--length", "16", "--generate", "8", "--steps", "2"]
+    result = bench("bench_lm").main([*argv, "--windows", "2", "--out", str(out)])
+    check_training_result(result, out)
+    assert result["generate_tokens_per_sec"] > 0
+
+
+def test_report_renders_every_committed_result(bench) -> None:
+    """Every JSON under benchmarks/results/ becomes a table row (GPU rows with both MFUs)."""
+    report = bench("report")
+    results = report.load_results()
+    table = report.markdown(results)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    decode_rows = sum(len(r["results"]) for r in results if r["benchmark"] == "decode")
+    assert len(rows) == len(results) - sum(r["benchmark"] == "decode" for r in results) + (
+        decode_rows + 2
+    )  # + the two header rows
+    for r in results:
+        if r["platform"] == "gpu" and r["benchmark"] != "decode":
+            assert "of measured GEMM" in table and r["device_kind"] in table
+
+
+def test_run_gpu_script_is_valid_bash() -> None:
+    done = subprocess.run(["bash", "-n", str(BENCHMARKS / "run_gpu.sh")], capture_output=True)
+    assert done.returncode == 0, done.stderr
