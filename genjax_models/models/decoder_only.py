@@ -33,6 +33,7 @@ from genjax_models.nn.attention import attention_mask
 from genjax_models.nn.blocks import TransformerBlock
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
+from genjax_models.nn.linear import Dense, attend
 from genjax_models.nn.mlp import DENSE_INIT
 from genjax_models.validation import check_attention_backend, check_token_ids
 
@@ -89,9 +90,9 @@ class CausalDecoder(nn.Module):
             )(x, mask, deterministic=not train, decode=decode, rotary_positions=rotary)
         x = nn.LayerNorm(dtype=jnp.float32, name="ln_final")(x).astype(dtype)
         if cfg.tie_embeddings:  # scaled as the encoder-decoder's tied projection
-            logits = embed.attend(x) / jnp.sqrt(cfg.d_model).astype(dtype)
+            logits = attend(embed, x) / jnp.sqrt(cfg.d_model).astype(dtype)
         else:
-            logits = nn.Dense(cfg.vocab_size, dtype=dtype, kernel_init=DENSE_INIT, name="logits")(x)
+            logits = Dense(cfg.vocab_size, dtype=dtype, kernel_init=DENSE_INIT, name="logits")(x)
         return logits.astype(jnp.float32)
 
 

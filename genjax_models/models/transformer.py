@@ -21,6 +21,7 @@ from genjax_models.nn.attention import attention_mask
 from genjax_models.nn.blocks import TransformerBlock
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
+from genjax_models.nn.linear import Dense, attend
 from genjax_models.nn.mlp import DENSE_INIT
 from genjax_models.validation import check_attention_backend, check_same_batch, check_token_ids
 
@@ -139,9 +140,9 @@ class Decoder(nn.Module):
             x = block(x, self_mask, encoded, cross_mask, deterministic=not train, decode=decode)
         x = nn.LayerNorm(dtype=jnp.float32, name="ln_final")(x).astype(dtype)
         if self.embedding is not None:  # tied output projection, scaled as in Flax's WMT example
-            logits = self.embedding.attend(x) / jnp.sqrt(cfg.d_model).astype(dtype)
+            logits = attend(self.embedding, x) / jnp.sqrt(cfg.d_model).astype(dtype)
         else:
-            logits = nn.Dense(cfg.vocab_size, dtype=dtype, kernel_init=DENSE_INIT, name="logits")(x)
+            logits = Dense(cfg.vocab_size, dtype=dtype, kernel_init=DENSE_INIT, name="logits")(x)
         return logits.astype(jnp.float32)
 
 

@@ -24,6 +24,7 @@ from jax import lax
 
 from genjax_models.nn.dropout import dropout
 from genjax_models.nn.embeddings import apply_rotary
+from genjax_models.nn.linear import DenseGeneral
 
 MASKED_LOGIT = -1e30
 """Attention logit of a masked key (finite, so an all-masked row is uniform, not NaN)."""
@@ -134,7 +135,7 @@ class SelfAttention(nn.Module):
         """
         features = x.shape[-1]
         heads, head_dim = _heads(self.num_heads, features)
-        qkv = nn.DenseGeneral(
+        qkv = DenseGeneral(
             (3, heads, head_dim),
             use_bias=False,
             dtype=self.dtype,
@@ -159,7 +160,7 @@ class SelfAttention(nn.Module):
             dropout_rng=dropout_rng,
             implementation="xla" if decode else self.implementation,
         )
-        return nn.DenseGeneral(
+        return DenseGeneral(
             features, axis=(-2, -1), dtype=self.dtype, kernel_init=ATTENTION_INIT, name="out"
         )(out)
 
@@ -208,14 +209,14 @@ class CrossAttention(nn.Module):
         """``x: [batch, q_len, features]``, ``encoded: [batch, k_len, features]`` -> like ``x``."""
         features = x.shape[-1]
         heads, head_dim = _heads(self.num_heads, features)
-        query = nn.DenseGeneral(
+        query = DenseGeneral(
             (heads, head_dim),
             use_bias=False,
             dtype=self.dtype,
             kernel_init=ATTENTION_INIT,
             name="query",
         )(x)
-        project = nn.DenseGeneral(
+        project = DenseGeneral(
             (2, heads, head_dim),
             use_bias=False,
             dtype=self.dtype,
@@ -242,6 +243,6 @@ class CrossAttention(nn.Module):
             dropout_rng=dropout_rng,
             implementation="xla" if decode else self.implementation,
         )
-        return nn.DenseGeneral(
+        return DenseGeneral(
             features, axis=(-2, -1), dtype=self.dtype, kernel_init=ATTENTION_INIT, name="out"
         )(out)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax_models.nn.dropout import Dropout
+from genjax_models.nn.linear import Dense
 
 ACTIVATION_FUNCTIONS = {"relu": nn.relu, "gelu": nn.gelu}
 DENSE_INIT = nn.initializers.xavier_uniform()
@@ -37,7 +38,7 @@ class MlpBlock(nn.Module):
                 f"activation={self.activation!r}: expected one of {', '.join(ACTIVATION_FUNCTIONS)}"
             )
         features = x.shape[-1]
-        h = nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=DENSE_INIT, name="wi")(x)
+        h = Dense(self.mlp_dim, dtype=self.dtype, kernel_init=DENSE_INIT, name="wi")(x)
         h = ACTIVATION_FUNCTIONS[self.activation](h)
         h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
-        return nn.Dense(features, dtype=self.dtype, kernel_init=DENSE_INIT, name="wo")(h)
+        return Dense(features, dtype=self.dtype, kernel_init=DENSE_INIT, name="wo")(h)
