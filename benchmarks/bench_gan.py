@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     reference = (
         None if args.no_torch else bench_torch(config, args.batch_size, args.steps, args.windows)
     )
-    peak, peak_source = peak_flops(args.dtype)
     gemm = measured_gemm(args.dtype)
+    peak, peak_source = peak_flops(args.dtype, gemm)
     flops = gan_train_flops(config, args.batch_size)
     achieved = flops * ours["steps_per_sec"]
     result = {

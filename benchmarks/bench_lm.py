@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
     step = make_lm_step(model)
     timing = time_train_step(step, state, batch, args.steps, args.windows)
     timing.pop("final_state")
-    peak, peak_source = peak_flops(args.dtype)
     gemm = measured_gemm(args.dtype)
+    peak, peak_source = peak_flops(args.dtype, gemm)
     flops = lm_train_flops(config, args.batch_size, args.length)
     achieved = flops * timing["steps_per_sec"]
     generate = generation_tokens_per_sec(model, params, args.batch_size, args.generate)

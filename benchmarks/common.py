@@ -111,23 +111,24 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 5, dtype=jnp.float3
     return 2 * size**3 / statistics.median(times)
 
 
-def peak_flops(dtype: str) -> tuple[float | None, str]:
-    """``(peak FLOP/s, where it comes from)``: the data-sheet peak of a known accelerator, or on
-    CPU the measured FLOP/s of a 2048^3 float32 matmul (so CPU "MFU" is a fraction of a big GEMM)."""
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return matmul_flops_per_second(), "measured 2048^3 float32 matmul"
-    peak = PEAK_FLOPS.get(device.device_kind, {}).get(dtype)
-    return peak, ("data sheet" if peak else f"unknown device {device.device_kind!r}")
-
-
 def measured_gemm(dtype: str) -> dict:
-    """The measured rate of a large square matmul on the default device, for context beside a
-    data-sheet peak: 2048^3 float32 on CPU, 8192^3 in ``dtype`` on accelerators."""
+    """The measured rate of a large square matmul on the default device: 2048^3 float32 on CPU
+    (the peak that CPU "MFU" divides by), 8192^3 in ``dtype`` on accelerators (for context beside
+    the data-sheet peak)."""
     if jax.devices()[0].platform == "cpu":
         return {"size": 2048, "dtype": "float32", "flops_per_sec": matmul_flops_per_second()}
     rate = matmul_flops_per_second(8192, repeats=10, dtype=jnp.dtype(dtype))
     return {"size": 8192, "dtype": dtype, "flops_per_sec": rate}
+
+
+def peak_flops(dtype: str, gemm: dict) -> tuple[float | None, str]:
+    """``(peak FLOP/s, where it comes from)``: the data-sheet peak of a known accelerator, or on
+    CPU the rate of ``gemm`` (from :func:`measured_gemm`: CPU "MFU" is a fraction of a big GEMM)."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return gemm["flops_per_sec"], "measured 2048^3 float32 matmul"
+    peak = PEAK_FLOPS.get(device.device_kind, {}).get(dtype)
+    return peak, ("data sheet" if peak else f"unknown device {device.device_kind!r}")
 
 
 def torch_device(torch) -> str:

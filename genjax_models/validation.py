@@ -91,8 +91,10 @@ def check_batch_keys(owner: str, batch: Any, required: Iterable[str]) -> None:
 
 def check_attention_backend(owner: str, attention: str) -> None:
     """``attention="cudnn"`` needs the default backend to be an NVIDIA GPU."""
+    if attention != "cudnn":
+        return
     backend = jax.default_backend()
-    if attention == "cudnn" and backend != "gpu":
+    if backend != "gpu":
         raise InputError(
             f"{owner} attention='cudnn' needs an NVIDIA GPU, but the JAX backend is {backend!r}: "
             f"use attention='xla' (--set attention=xla)"
