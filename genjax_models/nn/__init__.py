@@ -12,8 +12,8 @@ from genjax_models.nn.conv import (
     DownBlock,
     SubPixelConvTranspose,
     UpBlock,
+    conv_transpose_2x,
     dcgan_batch_norm,
-    subpixel_conv_transpose,
 )
 from genjax_models.nn.dropout import Dropout, dropout
 from genjax_models.nn.embeddings import (
@@ -37,10 +37,10 @@ __all__ = [
     "UpBlock",
     "apply_rotary",
     "attention_mask",
+    "conv_transpose_2x",
     "dcgan_batch_norm",
     "dot_product_attention",
     "dropout",
     "sinusoidal_table",
-    "subpixel_conv_transpose",
     "token_embedding",
 ]

