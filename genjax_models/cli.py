@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from genjax_models import __version__
+from genjax_models.cli_bench import BENCHMARKS
 from genjax_models.configs import ON_NAN_POLICIES, GANConfig, TrainConfig, override
 
 # Channels of common image datasets; others take --set channels=N.
@@ -207,30 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-BENCHMARKS = {
-    "gan": "bench_gan.py",
-    "seq2seq": "bench_seq2seq.py",
-    "decode": "bench_decode.py",
-    "lm": "bench_lm.py",
-}
-
-
 def _run_bench(args: argparse.Namespace) -> None:
-    import importlib.util
-    from pathlib import Path
+    from genjax_models.cli_bench import run_benchmark
 
-    directory = Path(__file__).resolve().parents[1] / "benchmarks"
-    script = directory / BENCHMARKS[args.benchmark]
-    if not script.exists():
+    if not run_benchmark(args.benchmark, args.options):
         raise UsageError(
-            f"{script} not found: `genjax-models bench` runs the scripts of a source checkout "
-            "(pip install -e .)"
+            f"benchmarks/{BENCHMARKS[args.benchmark]} not found: `genjax-models bench` runs the "
+            "scripts of a source checkout (pip install -e .)"
         )
-    sys.path.insert(0, str(directory))
-    spec = importlib.util.spec_from_file_location(f"bench_{args.benchmark}", script)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    module.main(args.options)
 
 
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:

@@ -21,14 +21,20 @@ prefix) to the same contract, so the same decoding code runs cached and uncached
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-Cache = Any
-StepFn = Callable[[Cache, jax.Array], tuple[jax.Array, Cache]]
+from genjax_models.decoding_checks import (
+    Cache,
+    StepFn,
+    check_decode_args,
+    check_positive,
+    static_float,
+    tile_cache,
+)
+
 FullFn = Callable[[jax.Array], jax.Array]
 
 NEG_INF = -1.0e9  # score of an empty beam slot; real log-probs are far above it
@@ -46,74 +52,6 @@ __all__ = [
     "sample_decode",
     "uncached_step_fn",
 ]
-
-
-def _static_float(name: str, value: Any) -> float | None:
-    """``value`` as a Python float, or None when it is traced (then it cannot be checked)."""
-    try:
-        return float(value)
-    except jax.errors.ConcretizationTypeError:
-        return None
-    except TypeError as err:
-        raise ValueError(f"{name}={value!r} is not a number: pass a float") from err
-
-
-def _check_positive(**values: Any) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive int (it is static under jit)")
-
-
-def _check_decode_args(
-    step_fn: StepFn, cache: Cache, batch_size: int, repeats: int, max_len: int, token_ids: dict
-) -> int:
-    """Validates the shared arguments before the loop is traced; returns the vocab size.
-
-    Traces ``step_fn`` once abstractly (``jax.eval_shape``) on the cache tiled ``repeats`` times.
-    """
-    _check_positive(batch_size=batch_size, max_len=max_len)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(cache):
-        if jnp.ndim(leaf) >= 1 and jnp.shape(leaf)[0] != batch_size:
-            raise ValueError(
-                f"cache leaf {jax.tree_util.keystr(path)} has leading dimension "
-                f"{jnp.shape(leaf)[0]} but batch_size={batch_size}: per-sequence cache arrays "
-                "must have the batch first (use ndim 0 for shared state)"
-            )
-    n = batch_size * repeats
-
-    def probe(cache: Cache) -> tuple[Cache, jax.Array, Cache]:
-        tiled = _tile(cache, repeats)
-        return tiled, *step_fn(tiled, jnp.zeros((n,), jnp.int32))
-
-    tiled, logits, new_cache = jax.eval_shape(probe, cache)
-    if len(logits.shape) != 2 or logits.shape[0] != n:
-        raise ValueError(
-            f"step_fn returned logits of shape {logits.shape} for {n} tokens: "
-            f"it must return float[{n}, vocab]"
-        )
-    old_leaves, old_def = jax.tree_util.tree_flatten_with_path(tiled)
-    new_leaves, new_def = jax.tree.flatten(new_cache)
-    if old_def != new_def:
-        raise ValueError(f"step_fn changed the cache's structure ({old_def} -> {new_def})")
-    for (path, old), new in zip(old_leaves, new_leaves, strict=True):
-        if (old.shape, old.dtype) != (new.shape, new.dtype):
-            raise ValueError(
-                f"step_fn changed cache leaf {jax.tree_util.keystr(path)} from "
-                f"{old.dtype}{list(old.shape)} to {new.dtype}{list(new.shape)}: "
-                "the returned cache must match the one given (cast the initial cache)"
-            )
-    vocab = logits.shape[1]
-    for name, value in token_ids.items():
-        if not isinstance(value, int) or not 0 <= value < vocab:
-            raise ValueError(f"{name}={value!r} must be an int token id in [0, vocab={vocab})")
-    return vocab
-
-
-def _tile(cache: Cache, repeats: int) -> Cache:
-    """Repeats each per-sequence row ``repeats`` times, adjacent: row ``b`` -> rows ``b*r..b*r+r-1``."""
-    if repeats == 1:
-        return cache
-    return jax.tree.map(lambda x: jnp.repeat(x, repeats, axis=0) if jnp.ndim(x) else x, cache)
 
 
 def _gather_rows(cache: Cache, rows: jax.Array) -> Cache:
@@ -176,7 +114,7 @@ def greedy_decode(
     the generated tokens (no ``bos_id``), ``eos_id`` when produced and ``pad_id`` after it.
     """
     ids = {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id}
-    _check_decode_args(step_fn, cache, batch_size, 1, max_len, ids)
+    check_decode_args(step_fn, cache, batch_size, 1, max_len, ids)
     return _decode_loop(step_fn, cache, _argmax, batch_size, max_len, bos_id, eos_id, pad_id)
 
 
@@ -194,7 +132,7 @@ def filter_logits(
     likely tokens (of the top-k renormalised distribution) whose probability reaches ``top_p``; the
     most likely token is always kept. ``temperature`` must be > 0 here.
     """
-    t = _static_float("temperature", temperature)
+    t = static_float("temperature", temperature)
     if t is not None and not t > 0:
         raise ValueError(f"temperature={t} must be > 0 here (greedy decoding handles 0)")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
@@ -235,8 +173,8 @@ def sample_decode(
     ``fold_in(rng, step)``. ``temperature == 0`` is greedy decoding (bit-identical tokens);
     ``temperature`` and ``top_p`` may be traced, and are then not validated.
     """
-    t = _static_float("temperature", temperature)
-    p = _static_float("top_p", top_p)
+    t = static_float("temperature", temperature)
+    p = static_float("top_p", top_p)
     if t is not None and t < 0:
         raise ValueError(f"temperature={t} must be >= 0 (0 = greedy, 1 = the model's distribution)")
     if p is not None and not 0 < p <= 1:
@@ -244,7 +182,7 @@ def sample_decode(
     if not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k={top_k!r} must be an int >= 0 (0 turns top-k off; static)")
     ids = {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id}
-    _check_decode_args(step_fn, cache, batch_size, 1, max_len, ids)
+    check_decode_args(step_fn, cache, batch_size, 1, max_len, ids)
     if t == 0:
         return _decode_loop(step_fn, cache, _argmax, batch_size, max_len, bos_id, eos_id, pad_id)
     top_p = 1.0 if p == 1 else top_p
@@ -296,11 +234,11 @@ def beam_search(
     at ``max_len`` compete with their pool. A beam wider than the number of extensions makes the
     search exhaustive; slots no hypothesis fills then score :data:`NEG_INF`.
     """
-    _check_positive(beam_size=beam_size)
-    alpha = _static_float("length_penalty", length_penalty)
+    check_positive(beam_size=beam_size)
+    alpha = static_float("length_penalty", length_penalty)
     alpha = length_penalty if alpha is None else alpha
     ids = {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id}
-    vocab = _check_decode_args(step_fn, cache, batch_size, beam_size, max_len, ids)
+    vocab = check_decode_args(step_fn, cache, batch_size, beam_size, max_len, ids)
     b, k = batch_size, beam_size
     rank = jnp.arange(2 * k)
 
@@ -349,7 +287,7 @@ def beam_search(
     empty_seqs = jnp.full((b, k, max_len), pad_id, jnp.int32)
     state = {
         "step": jnp.int32(0),
-        "cache": _tile(cache, k),
+        "cache": tile_cache(cache, k),
         "last": jnp.full((b, k), bos_id, jnp.int32),
         "alive_seqs": empty_seqs,
         # All beams start identical: only beam 0 is real, so the first step does not repeat it.
@@ -380,10 +318,10 @@ def uncached_step_fn(
     int32[]}``; each step writes the input tokens at ``index``, re-runs ``full_fn`` on the whole
     buffer and returns the logits at ``index``. A test reference, ``O(max_len)`` times slower.
     """
-    _check_positive(max_len=max_len)
+    check_positive(max_len=max_len)
 
     def init_cache(batch_size: int) -> dict[str, jax.Array]:
-        _check_positive(batch_size=batch_size)
+        check_positive(batch_size=batch_size)
         return {"tokens": jnp.full((batch_size, max_len), pad_id, jnp.int32), "index": jnp.int32(0)}
 
     def step_fn(cache: dict[str, jax.Array], tokens: jax.Array) -> tuple[jax.Array, dict]:

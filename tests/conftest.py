@@ -1,13 +1,29 @@
-"""Shared fixtures: the ``digits`` dataset is generated once per session into a tmp dir."""
+"""Shared fixtures: the ``digits`` dataset is generated once per session into a tmp dir.
+
+Every process of a test session (this one and the training runs the end-to-end tests start:
+train, kill, resume) shares one persistent XLA compilation cache, so a tiny model's step compiled
+by one process is loaded by the next instead of compiled again. A cache hit returns the program
+that was compiled, so results are unchanged; tests that count compilations remove the variable.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _XLA_CACHE = tempfile.mkdtemp(prefix="genjax-tests-xla-cache-")
+    atexit.register(shutil.rmtree, _XLA_CACHE, True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
 
 
 @pytest.fixture(scope="session")

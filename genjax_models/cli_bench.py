@@ -1,0 +1,30 @@
+"""``genjax-models bench NAME [flags]``: runs a script of the checkout's ``benchmarks/`` folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+BENCHMARKS = {
+    "gan": "bench_gan.py",
+    "seq2seq": "bench_seq2seq.py",
+    "decode": "bench_decode.py",
+    "lm": "bench_lm.py",
+}
+
+
+def run_benchmark(name: str, options: Sequence[str]) -> bool:
+    """Runs ``benchmarks/<BENCHMARKS[name]>``'s ``main(options)``; False if the script is absent
+    (an installed wheel has no ``benchmarks/``)."""
+    directory = Path(__file__).resolve().parents[1] / "benchmarks"
+    script = directory / BENCHMARKS[name]
+    if not script.exists():
+        return False
+    sys.path.insert(0, str(directory))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", script)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module.main(options)
+    return True
