@@ -4,7 +4,8 @@
 
 Synthetic batches (no data pipeline, no TensorFlow). Prints a table and writes
 ``benchmarks/results/gan-<device>-<date>.json``: device, versions, config, compile time, steps/s and
-images/s (median of timed windows after warm-up, blocking on results), XLA's FLOPs per step, the
+images/s (median of timed windows after warm-up, blocking on results; JAX and PyTorch windows
+alternate), XLA's FLOPs per step, the
 achieved FLOP/s, the fraction of a large matmul's FLOP/s measured in the same run, the number of
 recompilations after warm-up, and the ratio to PyTorch when torch is installed (``.[bench]``).
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
 import sys
 
 import jax
@@ -29,18 +29,20 @@ from genjax_models.train import init_gan_state, make_gan_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    Prepared,
+    compare_windows,
     device_facts,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
-    time_train_step,
-    timed_windows,
+    prepare_train_step,
     torch_device,
+    torch_facts,
     write_result,
 )
 
 
-def bench_jax(config: GANConfig, batch_size: int, steps: int, windows: int) -> dict:
+def prepare_jax(config: GANConfig, batch_size: int) -> Prepared:
     generator, discriminator = make_dcgan(config)
     tx = optax.adam(2e-4, b1=0.5)
     state = init_gan_state(
@@ -49,12 +51,17 @@ def bench_jax(config: GANConfig, batch_size: int, steps: int, windows: int) -> d
     gan_step = make_gan_step(generator, discriminator, loss=config.loss)
     images = np.random.default_rng(0).uniform(-1, 1, (batch_size, *config.image_shape))
     batch = {"image": jnp.asarray(images, jnp.float32)}
-    timing = time_train_step(gan_step, state, batch, steps, windows)
-    timing.pop("final_state")
-    return {**timing, "peak_memory_bytes": peak_memory_bytes()}
+    prepared = prepare_train_step(gan_step, state, batch)
+
+    def facts() -> dict:
+        timing = prepared.facts()
+        timing.pop("final_state")
+        return {**timing, "peak_memory_bytes": peak_memory_bytes()}
+
+    return Prepared(prepared.run, facts)
 
 
-def bench_torch(config: GANConfig, batch_size: int, steps: int, windows: int) -> dict | None:
+def prepare_torch(config: GANConfig, batch_size: int) -> Prepared | None:
     try:
         import torch
     except ImportError:
@@ -82,14 +89,7 @@ def bench_torch(config: GANConfig, batch_size: int, steps: int, windows: int) ->
             d_loss, _ = step(real)
         float(d_loss)
 
-    rates = timed_windows(run, steps, windows)
-    return {
-        "torch_version": torch.__version__,
-        "torch_device": device,
-        "threads": torch.get_num_threads(),
-        "steps_per_sec": statistics.median(rates),
-        "window_steps_per_sec": rates,
-    }
+    return Prepared(run, lambda: torch_facts(torch, device))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -106,10 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     config = GANConfig(base_width=args.width, image_size=args.image_size, dtype=args.dtype)
     device = jax.devices()[0]
-    ours = bench_jax(config, args.batch_size, args.steps, args.windows)
-    reference = (
-        None if args.no_torch else bench_torch(config, args.batch_size, args.steps, args.windows)
-    )
+    workloads = [prepare_jax(config, args.batch_size)]
+    if not args.no_torch and (torch_run := prepare_torch(config, args.batch_size)) is not None:
+        workloads.append(torch_run)
+    ours, *others = compare_windows(workloads, args.steps, args.windows)
+    reference = others[0] if others else None
     gemm = measured_gemm(args.dtype)
     peak, peak_source = peak_flops(args.dtype, gemm)
     flops = gan_train_flops(config, args.batch_size)

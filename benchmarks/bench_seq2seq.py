@@ -6,9 +6,9 @@
 Synthetic token batches (no data pipeline, no TensorFlow): every source and target is ``length``
 random tokens ending in EOS, so no padding. Prints a table and writes
 ``benchmarks/results/seq2seq-<size>-<platform>-<date>.json`` with device, versions, config, compile
-time, steps/s and tokens/s (median of timed windows after warm-up, blocking on results), the
-analytic FLOPs per step (``genjax_models.flops``) and XLA's count, achieved FLOP/s, MFU against the
-data-sheet peak (accelerators) or a 2048^3 matmul measured in the same run (CPU), peak device
+time, steps/s and tokens/s (median of timed windows after warm-up, blocking on results; JAX and
+PyTorch windows alternate), the analytic FLOPs per step (``genjax_models.flops``) and XLA's count,
+achieved FLOP/s, MFU against the data-sheet peak (accelerators) or a 2048^3 matmul measured in the same run (CPU), peak device
 memory where reported, recompilations after warm-up, and the JAX/PyTorch ratio when torch is
 installed (``.[bench]``), on the GPU when JAX runs on one (see ``common.torch_device``).
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
 import sys
 
 import jax
@@ -33,13 +32,15 @@ from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    Prepared,
+    compare_windows,
     device_facts,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
-    time_train_step,
-    timed_windows,
+    prepare_train_step,
     torch_device,
+    torch_facts,
     write_result,
 )
 
@@ -62,23 +63,28 @@ def synthetic_batch(batch: int, length: int, vocab: int, seed: int = 0) -> dict[
     return {"inputs": tokens[0], "targets": tokens[1]}
 
 
-def bench_jax(config: TransformerConfig, batch: dict, steps: int, windows: int) -> dict:
+def prepare_jax(config: TransformerConfig, batch: dict) -> Prepared:
     model = make_transformer(config)
     example = np.zeros((1, 1), np.int32)
     tx = transformer_optimizer(TransformerOptimConfig())
     state = init_train_state(jax.random.PRNGKey(0), model, tx, (example, example))
     step = make_seq2seq_step(model)
     batch = jax.device_put(batch)
-    timing = time_train_step(step, state, batch, steps, windows)
-    final_state = timing.pop("final_state")
-    return {
-        "parameters": int(sum(x.size for x in jax.tree.leaves(final_state.params))),
-        **timing,
-        "peak_memory_bytes": peak_memory_bytes(),
-    }
+    prepared = prepare_train_step(step, state, batch)
+
+    def facts() -> dict:
+        timing = prepared.facts()
+        final_state = timing.pop("final_state")
+        return {
+            "parameters": int(sum(x.size for x in jax.tree.leaves(final_state.params))),
+            **timing,
+            "peak_memory_bytes": peak_memory_bytes(),
+        }
+
+    return Prepared(prepared.run, facts)
 
 
-def bench_torch(config: TransformerConfig, batch: dict, steps: int, windows: int) -> dict | None:
+def prepare_torch(config: TransformerConfig, batch: dict) -> Prepared | None:
     try:
         import torch
     except ImportError:
@@ -99,14 +105,7 @@ def bench_torch(config: TransformerConfig, batch: dict, steps: int, windows: int
             loss = step(inputs, targets)
         float(loss)
 
-    rates = timed_windows(run, steps, windows)
-    return {
-        "torch_version": torch.__version__,
-        "torch_device": device,
-        "threads": torch.get_num_threads(),
-        "steps_per_sec": statistics.median(rates),
-        "window_steps_per_sec": rates,
-    }
+    return Prepared(run, lambda: torch_facts(torch, device))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -136,8 +135,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     facts = device_facts()
     batch = synthetic_batch(args.batch_size, args.length, config.vocab_size)
-    ours = bench_jax(config, batch, args.steps, args.windows)
-    reference = None if args.no_torch else bench_torch(config, batch, args.steps, args.windows)
+    workloads = [prepare_jax(config, batch)]
+    if not args.no_torch and (torch_run := prepare_torch(config, batch)) is not None:
+        workloads.append(torch_run)
+    ours, *others = compare_windows(workloads, args.steps, args.windows)
+    reference = others[0] if others else None
     gemm = measured_gemm(args.dtype)
     peak, peak_source = peak_flops(args.dtype, gemm)
     flops = transformer_train_flops(config, args.batch_size, args.length, args.length)

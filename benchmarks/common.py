@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -36,14 +37,21 @@ def timed_windows(run_steps: Callable[[int], None], steps: int, windows: int) ->
     return rates
 
 
-def time_train_step(step: Callable, state, batch, steps: int, windows: int) -> dict:
-    """Times ``jit_step(step)`` from ``state`` on one ``batch``: compiles it ahead of time (the
-    compile time and XLA's FLOP count are of the exact program that is timed), then ``windows``
-    timed windows of ``steps`` steps after 3 warm-up steps; counts recompilations.
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A compiled, warmed-up workload: ``run(n)`` runs ``n`` steps and blocks on the last result;
+    ``facts()`` is what to record once timing is over (compile time, recompilations, ...)."""
 
-    Returns ``compile_seconds``, ``xla_flops_per_step`` (nan if the backend does not say),
-    ``steps_per_sec`` (median), ``window_steps_per_sec``, ``recompilations_after_warmup`` and
-    ``final_state``.
+    run: Callable[[int], None]
+    facts: Callable[[], dict]
+
+
+def prepare_train_step(step: Callable, state, batch) -> Prepared:
+    """Compiles ``jit_step(step)`` for ``state`` and one ``batch`` ahead of time (so the compile
+    time and XLA's FLOP count are of the exact program that is timed) and runs 3 warm-up steps.
+
+    ``facts()`` gives ``compile_seconds``, ``xla_flops_per_step`` (nan if the backend does not
+    say), ``recompilations_after_warmup`` and ``final_state``.
     """
     from genjax_models.train.steps import jit_step
 
@@ -67,15 +75,41 @@ def time_train_step(step: Callable, state, batch, steps: int, windows: int) -> d
         jax.block_until_ready(last)
         holder["state"] = current
 
-    rates = timed_windows(run, steps, windows)
-    return {
-        "compile_seconds": compile_seconds,
-        "xla_flops_per_step": flops,
-        "steps_per_sec": statistics.median(rates),
-        "window_steps_per_sec": rates,
-        "recompilations_after_warmup": compiled_count(train_step) - compiled_before,
-        "final_state": holder["state"],
-    }
+    def facts() -> dict:
+        return {
+            "compile_seconds": compile_seconds,
+            "xla_flops_per_step": flops,
+            "recompilations_after_warmup": compiled_count(train_step) - compiled_before,
+            "final_state": holder["state"],
+        }
+
+    return Prepared(run, facts)
+
+
+def time_train_step(step: Callable, state, batch, steps: int, windows: int) -> dict:
+    """:func:`prepare_train_step`'s facts plus ``steps_per_sec`` (median of ``windows`` windows of
+    ``steps`` steps) and ``window_steps_per_sec``."""
+    prepared = prepare_train_step(step, state, batch)
+    (timed,) = compare_windows([prepared], steps, windows)
+    return timed
+
+
+def compare_windows(workloads: list[Prepared], steps: int, windows: int) -> list[dict]:
+    """Times ``windows`` windows of ``steps`` steps of every workload, alternating them window by
+    window (A B, B A, A B, ...) so that a shared machine's load changes reach all of them alike.
+
+    Returns, per workload, its ``facts()`` with ``steps_per_sec`` (median over its windows) and
+    ``window_steps_per_sec``.
+    """
+    rates: list[list[float]] = [[] for _ in workloads]
+    for window in range(windows):
+        order = range(len(workloads)) if window % 2 == 0 else reversed(range(len(workloads)))
+        for index in order:
+            rates[index].extend(timed_windows(workloads[index].run, steps, 1))
+    return [
+        {**w.facts(), "steps_per_sec": statistics.median(r), "window_steps_per_sec": r}
+        for w, r in zip(workloads, rates, strict=True)
+    ]
 
 
 _BACKEND_COMPILES = [0]
@@ -85,6 +119,15 @@ _LISTENING = [False]
 def _count_backend_compile(event: str, *_args, **_kwargs) -> None:
     if event == "/jax/core/compile/backend_compile_duration":
         _BACKEND_COMPILES[0] += 1
+
+
+def torch_facts(torch, device: str) -> dict:
+    """The PyTorch side's version, device and CPU threads, for a result file."""
+    return {
+        "torch_version": torch.__version__,
+        "torch_device": device,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def compiled_count(jitted: Callable) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,18 @@ def test_report_renders_every_committed_result(bench) -> None:
 def test_run_gpu_script_is_valid_bash() -> None:
     done = subprocess.run(["bash", "-n", str(BENCHMARKS / "run_gpu.sh")], capture_output=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_compare_windows_alternates_the_workloads(bench) -> None:
+    common = bench("common")
+    calls: list[tuple[str, int]] = []
+
+    def workload(name: str):
+        return common.Prepared(lambda n: calls.append((name, n)), lambda: {"name": name})
+
+    ours, theirs = common.compare_windows([workload("jax"), workload("torch")], 3, 4)
+    assert [name for name, _ in calls] == ["jax", "torch", "torch", "jax"] * 2
+    assert all(n == 3 for _, n in calls)
+    for result, name in ((ours, "jax"), (theirs, "torch")):
+        assert result["name"] == name and len(result["window_steps_per_sec"]) == 4
+        assert result["steps_per_sec"] == statistics.median(result["window_steps_per_sec"]) > 0
