@@ -13,9 +13,10 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 def test_readme_opens_with_the_two_setup_commands_and_ci_runs_the_second() -> None:
     blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
     assert blocks[0].strip().startswith("pip install -e '.[data]' && genjax-models train gan")
-    assert blocks[1].strip() == "pip install -e '.[test]' && python -m pytest"
+    test_command = "pip install -e '.[test]' && python -m pytest -n 2 --dist loadfile"
+    assert blocks[1].strip() == test_command
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
-    assert "pip install -e '.[test]' && python -m pytest" in ci
+    assert test_command in ci
 
 
 def test_readme_python_example_trains() -> None:
