@@ -1,4 +1,4 @@
-"""The sub-pixel up-sampling layer computes exactly what nn.ConvTranspose computes."""
+"""The DCGAN up-sampling layer computes exactly what nn.ConvTranspose computes, forward and backward."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def _convolutions(jaxpr) -> list:
     return found
 
 
-def test_backward_pass_uses_only_strided_convolutions() -> None:
+def test_backward_pass_has_no_input_dilated_convolution() -> None:
     # Autodiff of lax.conv_transpose would compute the kernel gradient as a convolution of the
     # input-dilated x, which XLA:CPU runs ~25x slower than PyTorch; the custom VJP must not.
     x = jnp.ones((2, 4, 4, 3))
@@ -64,6 +64,7 @@ def test_backward_pass_uses_only_strided_convolutions() -> None:
     dilated = [eqn for eqn in convolutions if tuple(eqn.params["lhs_dilation"]) != (1, 1)]
     assert len(convolutions) == 3  # forward, input gradient, kernel gradient
     assert len(dilated) == 1  # only the forward transposed convolution itself
+    # the input gradient: a stride-2 convolution of dy
     assert [tuple(eqn.params["window_strides"]) for eqn in convolutions].count((2, 2)) == 1
 
 
