@@ -1,4 +1,4 @@
-"""The DCGAN up-sampling layer computes exactly what nn.ConvTranspose computes, forward and backward."""
+"""The DCGAN up-sampling layer equals nn.ConvTranspose, forward and backward."""
 
 from __future__ import annotations
 
