@@ -5,9 +5,9 @@
 Synthetic batches (no data pipeline, no TensorFlow). Prints a table and writes
 ``benchmarks/results/gan-<device>-<date>.json``: device, versions, config, compile time, steps/s and
 images/s (median of timed windows after warm-up, blocking on results; JAX and PyTorch windows
-alternate), XLA's FLOPs per step, the
-achieved FLOP/s, the fraction of a large matmul's FLOP/s measured in the same run, the number of
-recompilations after warm-up, and the ratio to PyTorch when torch is installed (``.[bench]``).
+alternate), XLA's FLOPs per step, the achieved FLOP/s, the fraction of a large matmul's FLOP/s
+measured in the same run, the number of recompilations after warm-up, and the ratio to PyTorch when
+torch is installed (``.[bench]``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from genjax_models.train import init_gan_state, make_gan_step
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     Prepared,
-    compare_windows,
     device_facts,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
     prepare_train_step,
+    time_against_torch,
     torch_device,
     torch_facts,
     write_result,
@@ -106,11 +106,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     config = GANConfig(base_width=args.width, image_size=args.image_size, dtype=args.dtype)
     device = jax.devices()[0]
-    workloads = [prepare_jax(config, args.batch_size)]
-    if not args.no_torch and (torch_run := prepare_torch(config, args.batch_size)) is not None:
-        workloads.append(torch_run)
-    ours, *others = compare_windows(workloads, args.steps, args.windows)
-    reference = others[0] if others else None
+    ours, reference = time_against_torch(
+        prepare_jax(config, args.batch_size),
+        None if args.no_torch else prepare_torch(config, args.batch_size),
+        args.steps,
+        args.windows,
+    )
     gemm = measured_gemm(args.dtype)
     peak, peak_source = peak_flops(args.dtype, gemm)
     flops = gan_train_flops(config, args.batch_size)

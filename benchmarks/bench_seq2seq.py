@@ -8,9 +8,10 @@ random tokens ending in EOS, so no padding. Prints a table and writes
 ``benchmarks/results/seq2seq-<size>-<platform>-<date>.json`` with device, versions, config, compile
 time, steps/s and tokens/s (median of timed windows after warm-up, blocking on results; JAX and
 PyTorch windows alternate), the analytic FLOPs per step (``genjax_models.flops``) and XLA's count,
-achieved FLOP/s, MFU against the data-sheet peak (accelerators) or a 2048^3 matmul measured in the same run (CPU), peak device
-memory where reported, recompilations after warm-up, and the JAX/PyTorch ratio when torch is
-installed (``.[bench]``), on the GPU when JAX runs on one (see ``common.torch_device``).
+achieved FLOP/s, MFU against the data-sheet peak (accelerators) or a 2048^3 matmul measured in the
+same run (CPU), peak device memory where reported, recompilations after warm-up, and the
+JAX/PyTorch ratio when torch is installed (``.[bench]``), on the GPU when JAX runs on one (see
+``common.torch_device``).
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from genjax_models.train.state import init_train_state
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     Prepared,
-    compare_windows,
     device_facts,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
     prepare_train_step,
+    time_against_torch,
     torch_device,
     torch_facts,
     write_result,
@@ -135,11 +136,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     facts = device_facts()
     batch = synthetic_batch(args.batch_size, args.length, config.vocab_size)
-    workloads = [prepare_jax(config, batch)]
-    if not args.no_torch and (torch_run := prepare_torch(config, batch)) is not None:
-        workloads.append(torch_run)
-    ours, *others = compare_windows(workloads, args.steps, args.windows)
-    reference = others[0] if others else None
+    ours, reference = time_against_torch(
+        prepare_jax(config, batch),
+        None if args.no_torch else prepare_torch(config, batch),
+        args.steps,
+        args.windows,
+    )
     gemm = measured_gemm(args.dtype)
     peak, peak_source = peak_flops(args.dtype, gemm)
     flops = transformer_train_flops(config, args.batch_size, args.length, args.length)

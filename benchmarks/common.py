@@ -112,6 +112,17 @@ def compare_windows(workloads: list[Prepared], steps: int, windows: int) -> list
     ]
 
 
+def time_against_torch(
+    ours: Prepared, reference: Prepared | None, steps: int, windows: int
+) -> tuple[dict, dict | None]:
+    """:func:`compare_windows` of the JAX workload and, when there is one (torch installed and
+    not ``--no-torch``), the PyTorch reference; ``(ours, reference or None)``."""
+    if reference is None:
+        return compare_windows([ours], steps, windows)[0], None
+    timed_ours, timed_reference = compare_windows([ours, reference], steps, windows)
+    return timed_ours, timed_reference
+
+
 _BACKEND_COMPILES = [0]
 _LISTENING = [False]
 
@@ -169,7 +180,7 @@ def peak_flops(dtype: str, gemm: dict) -> tuple[float | None, str]:
     CPU the rate of ``gemm`` (from :func:`measured_gemm`: CPU "MFU" is a fraction of a big GEMM)."""
     device = jax.devices()[0]
     if device.platform == "cpu":
-        return gemm["flops_per_sec"], "measured 2048^3 float32 matmul"
+        return gemm["flops_per_sec"], f"measured {gemm['size']}^3 {gemm['dtype']} matmul"
     peak = PEAK_FLOPS.get(device.device_kind, {}).get(dtype)
     return peak, ("data sheet" if peak else f"unknown device {device.device_kind!r}")
 
