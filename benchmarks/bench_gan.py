@@ -58,7 +58,7 @@ def prepare_jax(config: GANConfig, batch_size: int) -> Prepared:
         timing.pop("final_state")
         return {**timing, "peak_memory_bytes": peak_memory_bytes()}
 
-    return Prepared(prepared.run, facts)
+    return dataclasses.replace(prepared, facts=facts)
 
 
 def prepare_torch(config: GANConfig, batch_size: int) -> Prepared | None:

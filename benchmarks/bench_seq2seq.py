@@ -82,7 +82,7 @@ def prepare_jax(config: TransformerConfig, batch: dict) -> Prepared:
             "peak_memory_bytes": peak_memory_bytes(),
         }
 
-    return Prepared(prepared.run, facts)
+    return dataclasses.replace(prepared, facts=facts)
 
 
 def prepare_torch(config: TransformerConfig, batch: dict) -> Prepared | None:

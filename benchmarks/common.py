@@ -40,10 +40,12 @@ def timed_windows(run_steps: Callable[[int], None], steps: int, windows: int) ->
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """A compiled, warmed-up workload: ``run(n)`` runs ``n`` steps and blocks on the last result;
-    ``facts()`` is what to record once timing is over (compile time, recompilations, ...)."""
+    ``facts()`` is what to record once timing is over (compile time, recompilations, ...);
+    ``hlo_text()``, where known, is the optimized HLO of the compiled step (for profile_step.py)."""
 
     run: Callable[[int], None]
     facts: Callable[[], dict]
+    hlo_text: Callable[[], str] | None = None
 
 
 def prepare_train_step(step: Callable, state, batch) -> Prepared:
@@ -83,7 +85,7 @@ def prepare_train_step(step: Callable, state, batch) -> Prepared:
             "final_state": holder["state"],
         }
 
-    return Prepared(run, facts)
+    return Prepared(run, facts, compiled.as_text)
 
 
 def time_train_step(step: Callable, state, batch, steps: int, windows: int) -> dict:

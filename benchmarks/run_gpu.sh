@@ -34,14 +34,19 @@ step() {  # step SECONDS COMMAND...
   "$PY" -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
   "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
   S2S="benchmarks/bench_seq2seq.py --size base --dtype bfloat16 --length 512 --batch-size 32 --steps 10"
+  S2S_PROFILE="seq2seq --size base --dtype bfloat16 --length 512 --batch-size 32 --attention cudnn --attention-dropout 0"
   step 150 "$PY" $S2S
   step 120 "$PY" $S2S --attention cudnn --attention-dropout 0
   step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 64
   LM="benchmarks/bench_lm.py --size base --dtype bfloat16 --length 1024 --batch-size 16 --steps 10"
   step 120 "$PY" $LM
   step 100 "$PY" $LM --attention cudnn
-  step 90 "$PY" -m pytest -q -p no:cacheprovider tests/nn/test_attention_implementations.py
-  # Diagnostic (not a README row): the same seq2seq step without any dropout.
+  step 90 "$PY" -m pytest -q -p no:cacheprovider tests/nn/test_attention_implementations.py \
+    tests/nn/test_conv.py
+  # Diagnostics (not README rows): where the cudnn seq2seq step's time goes, and the same step
+  # without any dropout.
+  step 90 "$PY" benchmarks/profile_step.py $S2S_PROFILE \
+    --out benchmarks/results/diagnostics/profile-seq2seq-base-bfloat16-cudnn-gpu.json
   step 100 "$PY" $S2S --dropout 0 --attention-dropout 0 --no-torch \
     --out benchmarks/results/diagnostics/seq2seq-base-bfloat16-nodropout-gpu.json
   step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 256

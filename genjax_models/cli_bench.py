@@ -12,6 +12,7 @@ BENCHMARKS = {
     "seq2seq": "bench_seq2seq.py",
     "decode": "bench_decode.py",
     "lm": "bench_lm.py",
+    "profile": "profile_step.py",
 }
 
 
