@@ -33,11 +33,13 @@ from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    Prepared,
+    compare_windows,
     device_facts,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
-    time_train_step,
+    prepare_train_step,
     write_result,
 )
 
@@ -46,6 +48,35 @@ SIZES = {
     # GPT-2-small widths, 12 layers of 768 (~85M non-embedding parameters)
     "base": dict(d_model=768, num_heads=12, num_layers=12, mlp_dim=3072),
 }
+
+
+def synthetic_rows(batch: int, length: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{"inputs": int32[batch, length]}`` of random non-special token ids."""
+    rows = np.random.default_rng(seed).integers(3, vocab, (batch, length))
+    return {"inputs": rows.astype(np.int32)}
+
+
+def prepare_jax(config: LMConfig, batch: dict) -> Prepared:
+    """The compiled, warmed-up LM training step on ``batch``; its ``facts()`` add the initial
+    ``params`` (for the generation timing) and ``parameters`` (their count)."""
+    model = make_lm(config)
+    batch = jax.device_put(batch)
+    tx = transformer_optimizer(TransformerOptimConfig())
+    state = init_train_state(jax.random.PRNGKey(0), model, tx, batch["inputs"][:1])
+    params = jax.tree.map(jnp.copy, state.params)
+    prepared = prepare_train_step(make_lm_step(model), state, batch)
+
+    def facts() -> dict:
+        timing = prepared.facts()
+        timing.pop("final_state")
+        return {
+            **timing,
+            "peak_memory_bytes": peak_memory_bytes(),
+            "params": params,
+            "parameters": int(sum(x.size for x in jax.tree.leaves(params))),
+        }
+
+    return dataclasses.replace(prepared, facts=facts)
 
 
 def generation_tokens_per_sec(model, params, batch: int, new_tokens: int) -> float:
@@ -97,20 +128,15 @@ def main(argv: list[str] | None = None) -> dict:
         attention=args.attention,
     )
     facts = device_facts()
-    model = make_lm(config)
-    rows = np.random.default_rng(0).integers(3, config.vocab_size, (args.batch_size, args.length))
-    batch = jax.device_put({"inputs": rows.astype(np.int32)})
-    tx = transformer_optimizer(TransformerOptimConfig())
-    state = init_train_state(jax.random.PRNGKey(0), model, tx, batch["inputs"][:1])
-    params = jax.tree.map(jnp.copy, state.params)
-    step = make_lm_step(model)
-    timing = time_train_step(step, state, batch, args.steps, args.windows)
-    timing.pop("final_state")
+    batch = synthetic_rows(args.batch_size, args.length, config.vocab_size)
+    (timing,) = compare_windows([prepare_jax(config, batch)], args.steps, args.windows)
+    params = timing.pop("params")
+    parameters = timing.pop("parameters")
     gemm = measured_gemm(args.dtype)
     peak, peak_source = peak_flops(args.dtype, gemm)
     flops = lm_train_flops(config, args.batch_size, args.length)
     achieved = flops * timing["steps_per_sec"]
-    generate = generation_tokens_per_sec(model, params, args.batch_size, args.generate)
+    generate = generation_tokens_per_sec(make_lm(config), params, args.batch_size, args.generate)
     result = {
         "benchmark": "lm",
         **facts,
@@ -120,8 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size": args.batch_size,
             "length": args.length,
         },
-        "parameters": int(sum(x.size for x in jax.tree.leaves(params))),
-        "jax": {**timing, "peak_memory_bytes": peak_memory_bytes()},
+        "parameters": parameters,
+        "jax": timing,
         "tokens_per_sec": timing["steps_per_sec"] * args.batch_size * args.length,
         "model_flops_per_step": flops,
         "achieved_flops_per_sec": achieved,

@@ -88,14 +88,6 @@ def prepare_train_step(step: Callable, state, batch) -> Prepared:
     return Prepared(run, facts, compiled.as_text)
 
 
-def time_train_step(step: Callable, state, batch, steps: int, windows: int) -> dict:
-    """:func:`prepare_train_step`'s facts plus ``steps_per_sec`` (median of ``windows`` windows of
-    ``steps`` steps) and ``window_steps_per_sec``."""
-    prepared = prepare_train_step(step, state, batch)
-    (timed,) = compare_windows([prepared], steps, windows)
-    return timed
-
-
 def compare_windows(workloads: list[Prepared], steps: int, windows: int) -> list[dict]:
     """Times ``windows`` windows of ``steps`` steps of every workload, alternating them window by
     window (A B, B A, A B, ...) so that a shared machine's load changes reach all of them alike.

@@ -3,12 +3,15 @@
     python benchmarks/profile_step.py seq2seq [--size small|base] [--dtype float32|bfloat16]
         [--batch-size 64] [--length 64] [--attention xla|cudnn] [--dropout 0.1]
         [--attention-dropout 0.1]
+    python benchmarks/profile_step.py lm [--size small|base] [--dtype ...] [--batch-size 64]
+        [--length 64] [--attention xla|cudnn]
     python benchmarks/profile_step.py gan [--width 64] [--batch-size 64] [--dtype float32]
     python benchmarks/profile_step.py --xplane TRACE.xplane.pb [--hlo STEP_HLO.txt[.gz]] --steps N
     common flags: [--steps 3] [--top 15] [--out PATH]
 
-Builds the same compiled, warmed-up step as ``bench_seq2seq.py`` / ``bench_gan.py`` (synthetic
-batches, no TensorFlow), traces ``--steps`` steps with ``jax.profiler`` and prints the device (GPU
+Builds the same compiled, warmed-up step as ``bench_seq2seq.py`` / ``bench_lm.py`` /
+``bench_gan.py`` (synthetic batches, no TensorFlow; the LM keeps ``LMConfig``'s dropout, as its
+benchmark does), traces ``--steps`` steps with ``jax.profiler`` and prints the device (GPU
 kernels) or CPU-thread (HLO ops) time per step by kind (matmul, convolution, attention, reduction,
 elementwise, data movement, gather/scatter, rng), by model part (the Flax module path in XLA's op
 metadata) and for the slowest ops (``profiling.py`` says how). ``--xplane`` reads a trace taken
@@ -42,6 +45,19 @@ def prepare_workload(args: argparse.Namespace) -> Prepared:
 
         config = GANConfig(base_width=args.width, image_size=args.image_size, dtype=args.dtype)
         return bench_gan.prepare_jax(config, args.batch_size)
+    if args.workload == "lm":
+        import bench_lm
+
+        from genjax_models.configs import LMConfig
+
+        config = LMConfig(
+            **bench_lm.SIZES[args.size],
+            max_len=args.length,
+            dtype=args.dtype,
+            attention=args.attention,
+        )
+        batch = bench_lm.synthetic_rows(args.batch_size, args.length, config.vocab_size)
+        return bench_lm.prepare_jax(config, batch)
     import bench_seq2seq
 
     from genjax_models.configs import TransformerConfig
@@ -77,7 +93,7 @@ def read_text(path: str) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workload", nargs="?", choices=["seq2seq", "gan"], default=None)
+    parser.add_argument("workload", nargs="?", choices=["seq2seq", "lm", "gan"], default=None)
     parser.add_argument("--xplane", default=None, help="analyse this trace instead of running")
     parser.add_argument("--hlo", default=None, help="optimized HLO text of the traced step")
     parser.add_argument("--steps", type=int, default=3, help="steps traced (or in --xplane)")
@@ -94,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if (args.workload is None) == (args.xplane is None):
-        parser.error("name a workload (seq2seq or gan) or pass --xplane FILE, not both")
+        parser.error("name a workload (seq2seq, lm or gan) or pass --xplane FILE, not both")
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     for flag in ("xplane", "hlo"):

@@ -35,6 +35,7 @@ step() {  # step SECONDS COMMAND...
   "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
   S2S="benchmarks/bench_seq2seq.py --size base --dtype bfloat16 --length 512 --batch-size 32 --steps 10"
   S2S_PROFILE="seq2seq --size base --dtype bfloat16 --length 512 --batch-size 32 --attention cudnn --attention-dropout 0"
+  LM_PROFILE="lm --size base --dtype bfloat16 --length 1024 --batch-size 16 --attention cudnn"
   step 150 "$PY" $S2S
   step 120 "$PY" $S2S --attention cudnn --attention-dropout 0
   step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 64
@@ -47,6 +48,8 @@ step() {  # step SECONDS COMMAND...
   # without any dropout.
   step 90 "$PY" benchmarks/profile_step.py $S2S_PROFILE \
     --out benchmarks/results/diagnostics/profile-seq2seq-base-bfloat16-cudnn-gpu.json
+  step 90 "$PY" benchmarks/profile_step.py $LM_PROFILE \
+    --out benchmarks/results/diagnostics/profile-lm-base-bfloat16-cudnn-gpu.json
   step 100 "$PY" $S2S --dropout 0 --attention-dropout 0 --no-torch \
     --out benchmarks/results/diagnostics/seq2seq-base-bfloat16-nodropout-gpu.json
   step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 256

@@ -121,6 +121,15 @@ def test_profile_seq2seq_step_on_cpu(modules, tmp_path) -> None:
     assert any(part.startswith("decoder/layer_N/self_attention") for part in parts)
 
 
+def test_profile_lm_step_on_cpu(modules, tmp_path) -> None:
+    _, profile_step = modules
+    argv = ["lm", "--batch-size", "2", "--length", "8", "--steps", "1", "--top", "50"]
+    result = profile_step.main([*argv, "--out", str(tmp_path / "lm.json")])
+    assert {row["name"] for row in result["by_kind"]} >= {"matmul", "reduction", "elementwise"}
+    parts = [row["name"] for row in result["by_part"]]
+    assert any(part.startswith("decoder/layer_N/self_attention/qkv") for part in parts), parts
+
+
 def test_profile_gan_step_finds_convolutions(modules, tmp_path) -> None:
     _, profile_step = modules
     argv = ["gan", "--width", "8", "--batch-size", "4", "--steps", "1"]
