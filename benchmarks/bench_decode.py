@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax_models.configs import TransformerConfig
+from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.decoding import beam_search, greedy_decode, uncached_step_fn
 from genjax_models.models.transformer import (
     EOS_ID,
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
 
     config = TransformerConfig(
         **SIZES[args.size], max_len=max(max(args.lengths), args.source_length)

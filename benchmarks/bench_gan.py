@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from genjax_models.configs import GANConfig
+from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.flops import gan_train_flops
 from genjax_models.models.gan import make_dcgan
 from genjax_models.train import init_gan_state, make_gan_step
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
+    configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
 
     config = GANConfig(base_width=args.width, image_size=args.image_size, dtype=args.dtype)
     device = jax.devices()[0]

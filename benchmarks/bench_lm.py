@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax_models.configs import LMConfig, TransformerOptimConfig
+from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.decoding import greedy_decode
 from genjax_models.flops import lm_train_flops
 from genjax_models.models.decoder_only import init_lm_cache, lm_step_fn, make_lm
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
 
     config = LMConfig(
         **SIZES[args.size],

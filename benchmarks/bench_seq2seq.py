@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from genjax_models.configs import TransformerConfig, TransformerOptimConfig
+from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.flops import transformer_train_flops
 from genjax_models.models.transformer import EOS_ID, make_transformer
 from genjax_models.train.optimizers import transformer_optimizer
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
+    configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
 
     config = TransformerConfig(
         **SIZES[args.size],

@@ -31,6 +31,8 @@ import tempfile
 
 import jax
 
+from genjax_models.cpu_runtime import configure_cpu_runtime
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS, Prepared, device_facts  # noqa: E402
 from profiling import HloIndex, breakdown, format_breakdown, op_executions  # noqa: E402
@@ -122,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.xplane is None:
+        configure_cpu_runtime()  # before the first computation, as the benchmarks do
     if args.xplane is not None:
         from jax.profiler import ProfileData
 

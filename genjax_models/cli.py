@@ -357,11 +357,13 @@ def _run_eval_or_translate_seq2seq(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genjax-models`` console script; returns the exit status."""
+    from genjax_models.cpu_runtime import configure_cpu_runtime
     from genjax_models.train.loop import TrainingInterrupted
     from genjax_models.train.nonfinite import NonFiniteError
 
     try:
         args = build_parser().parse_args(argv)
+        configure_cpu_runtime()  # before anything runs; GENJAX_MODELS_CPU_RUNTIME=default: off
         if args.command == "bench":
             _run_bench(args)
         elif args.command == "translate" or (args.command == "eval" and args.model == "seq2seq"):

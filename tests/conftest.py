@@ -4,6 +4,7 @@ Every process of a test session (this one and the training runs the end-to-end t
 train, kill, resume) shares one persistent XLA compilation cache, so a tiny model's step compiled
 by one process is loaded by the next instead of compiled again. A cache hit returns the program
 that was compiled, so results are unchanged; tests that count compilations remove the variable.
+The test processes themselves keep JAX's default CPU runtime (see below).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _XLA_CACHE, True)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+
+import jax  # noqa: E402
+
+# Start JAX's backends now, so that configure_cpu_runtime (called by cli.main, which some tests
+# call in-process) is a no-op in every test process whichever test runs first; the training
+# processes that tests start get it, as users' runs do.
+jax.devices()
 
 
 @pytest.fixture(scope="session")
