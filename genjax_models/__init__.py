@@ -15,6 +15,7 @@ from genjax_models.configs import (
     TransformerConfig,
     TransformerOptimConfig,
 )
+from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
 from genjax_models.models import (
     ClassConditionalGaussian,
@@ -36,6 +37,7 @@ from genjax_models.models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "configure_cpu_runtime",
     "CNNClassifier",
     "ClassConditionalConfig",
     "ClassConditionalGaussian",
