@@ -93,6 +93,11 @@ def prepare_torch(config: GANConfig, batch_size: int) -> Prepared | None:
     return Prepared(run, lambda: torch_facts(torch, device))
 
 
+def make_config(args: argparse.Namespace) -> GANConfig:
+    """The benchmarked DCGAN: ``--width``, ``--image-size`` and ``--dtype``."""
+    return GANConfig(base_width=args.width, image_size=args.image_size, dtype=args.dtype)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=64)
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
 
-    config = GANConfig(base_width=args.width, image_size=args.image_size, dtype=args.dtype)
+    config = make_config(args)
     device = jax.devices()[0]
     ours, reference = time_against_torch(
         prepare_jax(config, args.batch_size),

@@ -110,6 +110,18 @@ def prepare_torch(config: TransformerConfig, batch: dict) -> Prepared | None:
     return Prepared(run, lambda: torch_facts(torch, device))
 
 
+def make_config(args: argparse.Namespace) -> TransformerConfig:
+    """The benchmarked model: ``args.size``'s widths with the flags' dtype, dropout, attention."""
+    return TransformerConfig(
+        **SIZES[args.size],
+        max_len=max(args.length, 128),
+        dtype=args.dtype,
+        dropout_rate=args.dropout,
+        attention_dropout_rate=args.attention_dropout,
+        attention=args.attention,
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
@@ -128,14 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
 
-    config = TransformerConfig(
-        **SIZES[args.size],
-        max_len=max(args.length, 128),
-        dtype=args.dtype,
-        dropout_rate=args.dropout,
-        attention_dropout_rate=args.attention_dropout,
-        attention=args.attention,
-    )
+    config = make_config(args)
     facts = device_facts()
     batch = synthetic_batch(args.batch_size, args.length, config.vocab_size)
     ours, reference = time_against_torch(

@@ -208,8 +208,10 @@ def device_facts() -> dict:
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
         "jax_version": jax.__version__,
-        # whether genjax_models.cpu_runtime.configure_cpu_runtime ran before the backend started
-        "cpu_runtime": "default"
+        # on CPU: whether genjax_models.cpu_runtime.configure_cpu_runtime ran before the backend
+        "cpu_runtime": None
+        if device.platform != "cpu"
+        else "default"
         if jax.config.read("jax_cpu_enable_async_dispatch")
         else "scratch reuse (cpu_runtime.py)",
     }

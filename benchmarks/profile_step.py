@@ -43,10 +43,7 @@ def prepare_workload(args: argparse.Namespace) -> Prepared:
     if args.workload == "gan":
         import bench_gan
 
-        from genjax_models.configs import GANConfig
-
-        config = GANConfig(base_width=args.width, image_size=args.image_size, dtype=args.dtype)
-        return bench_gan.prepare_jax(config, args.batch_size)
+        return bench_gan.prepare_jax(bench_gan.make_config(args), args.batch_size)
     if args.workload == "lm":
         import bench_lm
 
@@ -62,16 +59,7 @@ def prepare_workload(args: argparse.Namespace) -> Prepared:
         return bench_lm.prepare_jax(config, batch)
     import bench_seq2seq
 
-    from genjax_models.configs import TransformerConfig
-
-    config = TransformerConfig(
-        **bench_seq2seq.SIZES[args.size],
-        max_len=max(args.length, 128),
-        dtype=args.dtype,
-        dropout_rate=args.dropout,
-        attention_dropout_rate=args.attention_dropout,
-        attention=args.attention,
-    )
+    config = bench_seq2seq.make_config(args)
     batch = bench_seq2seq.synthetic_batch(args.batch_size, args.length, config.vocab_size)
     return bench_seq2seq.prepare_jax(config, batch)
 

@@ -137,4 +137,6 @@ def test_bench_command_runs_a_benchmark_script(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert [row["method"] for row in result["results"]] == ["greedy", "beam-4"]
+    # The console script set up the CPU runtime before JAX started (genjax_models.cpu_runtime).
+    assert result["cpu_runtime"] == "scratch reuse (cpu_runtime.py)"
     assert all(row["cached"]["tokens_per_sec"] > 0 for row in result["results"])
