@@ -13,6 +13,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from genjax_models.cpu_runtime import cpu_runtime_configured
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 # Dense peak FLOP/s per chip from the vendors' data sheets (no sparsity), for MFU on accelerators.
@@ -211,9 +213,9 @@ def device_facts() -> dict:
         # on CPU: whether genjax_models.cpu_runtime.configure_cpu_runtime ran before the backend
         "cpu_runtime": None
         if device.platform != "cpu"
-        else "default"
-        if jax.config.read("jax_cpu_enable_async_dispatch")
-        else "scratch reuse (cpu_runtime.py)",
+        else "scratch reuse (cpu_runtime.py)"
+        if cpu_runtime_configured()
+        else "default",
     }
 
 

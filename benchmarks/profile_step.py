@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import glob
 import gzip
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import jax
 from genjax_models.cpu_runtime import configure_cpu_runtime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, Prepared, device_facts  # noqa: E402
+from common import RESULTS, Prepared, device_facts, write_result  # noqa: E402
 from profiling import HloIndex, breakdown, format_breakdown, op_executions  # noqa: E402
 
 
@@ -112,8 +111,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.xplane is None:
-        configure_cpu_runtime()  # before the first computation, as the benchmarks do
     if args.xplane is not None:
         from jax.profiler import ProfileData
 
@@ -121,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         hlo_text = read_text(args.hlo) if args.hlo else None
         facts, name = {}, os.path.basename(args.xplane).split(".")[0]
     else:
+        configure_cpu_runtime()  # before the first computation, as the benchmarks do
         prepared = prepare_workload(args)
         profile = trace_steps(prepared, args.steps)
         hlo_text = prepared.hlo_text() if prepared.hlo_text else None
@@ -136,11 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"{name} on {facts.get('device_kind', platform)}, {args.steps} steps traced")
     print(format_breakdown(result))
-    out = args.out or os.path.join(RESULTS, "diagnostics", f"profile-{name}-{platform}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as handle:
-        json.dump(result, handle, indent=1)
-    print(f"wrote {out}")
+    default_out = os.path.join(RESULTS, "diagnostics", f"profile-{name}-{platform}.json")
+    write_result(result, f"profile-{name}", args.out or default_out)
     return result
 
 

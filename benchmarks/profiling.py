@@ -25,16 +25,6 @@ import collections
 import re
 from collections.abc import Iterable
 
-KINDS = (
-    "matmul",
-    "convolution",
-    "attention",
-    "reduction",
-    "elementwise",
-    "data movement",
-    "gather/scatter",
-    "rng",
-)
 _DATA_MOVEMENT = {
     "bitcast",
     "broadcast",

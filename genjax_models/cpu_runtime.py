@@ -72,3 +72,8 @@ def configure_cpu_runtime() -> bool:
         mallopt(_M_MMAP_MAX, 0)
         mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     return True
+
+
+def cpu_runtime_configured() -> bool:
+    """Whether :func:`configure_cpu_runtime` applied its settings to this process."""
+    return not jax.config.read("jax_cpu_enable_async_dispatch")

@@ -12,13 +12,17 @@ import sys
 import jax
 import pytest
 
-from genjax_models.cpu_runtime import OPT_OUT_VARIABLE, configure_cpu_runtime
+from genjax_models.cpu_runtime import (
+    OPT_OUT_VARIABLE,
+    configure_cpu_runtime,
+    cpu_runtime_configured,
+)
 
 # A step whose temporaries (three 16 MiB products alive at once) exceed malloc's 32 MiB mmap
 # threshold, like a training step's saved activations.
 SCRIPT = """
 import json, resource, sys
-from genjax_models.cpu_runtime import configure_cpu_runtime
+from genjax_models.cpu_runtime import configure_cpu_runtime, cpu_runtime_configured
 applied = configure_cpu_runtime()
 import jax, jax.numpy as jnp
 
@@ -35,7 +39,8 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(4):
     out = step(x).block_until_ready()
 faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4
-print(json.dumps({"applied": applied, "faults_per_call": faults, "checksum": float(out.sum())}))
+print(json.dumps({"applied": applied, "configured": cpu_runtime_configured(),
+                  "faults_per_call": faults, "checksum": float(out.sum())}))
 """
 
 
@@ -54,6 +59,7 @@ def test_configured_process_reuses_scratch_memory_with_identical_results() -> No
     tuned = run_script()
     default = run_script(**{OPT_OUT_VARIABLE: "default"})
     assert tuned["applied"] is True and default["applied"] is False
+    assert tuned["configured"] is True and default["configured"] is False
     # By default every call faults its ~64 MiB of temporaries in again (4 KiB pages).
     assert default["faults_per_call"] > 5000
     assert tuned["faults_per_call"] < 0.1 * default["faults_per_call"]
@@ -64,3 +70,4 @@ def test_refuses_once_backends_are_initialized() -> None:
     jax.devices()  # this test process has started its backends
     assert configure_cpu_runtime() is False
     assert jax.config.read("jax_cpu_enable_async_dispatch") is True
+    assert cpu_runtime_configured() is False
