@@ -13,6 +13,7 @@ BENCHMARKS = {
     "decode": "bench_decode.py",
     "lm": "bench_lm.py",
     "profile": "profile_step.py",
+    "gemm": "gemm_shapes.py",
 }
 
 
