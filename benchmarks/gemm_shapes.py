@@ -1,7 +1,7 @@
 """Matrix-product rates at a Transformer training step's shapes: JAX vs PyTorch, one process.
 
     python benchmarks/gemm_shapes.py [--size small|base] [--batch-size 64] [--length 64]
-        [--windows 7] [--no-torch] [--out PATH]
+        [--windows 7] [--rows NAME ...] [--no-torch] [--out PATH]
 
 Why the CPU seq2seq step stays under 65% of the 2048^3 GEMM rate (issue 8) while its matmuls are
 ~85% of its FLOPs: each row times one matrix product of the step as autodiff emits it (weight
@@ -98,15 +98,12 @@ def xla_kernel(hlo_text: str) -> str:
     return "XLA dot"
 
 
-def median_seconds(run: Callable[[], object], windows: int, calls: int) -> list[float]:
-    """Seconds per call over ``windows`` windows of ``calls`` calls."""
-    times = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(calls):
-            run()
-        times.append((time.perf_counter() - start) / calls)
-    return times
+def seconds_per_call(run: Callable[[], object], calls: int) -> float:
+    """Mean seconds of ``calls`` back-to-back calls of ``run`` (each blocks on its result)."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return (time.perf_counter() - start) / calls
 
 
 def measure_row(name: str, sizes: dict[str, int], windows: int, torch) -> dict:
@@ -127,7 +124,7 @@ def measure_row(name: str, sizes: dict[str, int], windows: int, torch) -> dict:
     for window in range(windows):  # alternate the frameworks window by window
         order = list(runners) if window % 2 == 0 else list(reversed(runners))
         for key in order:
-            seconds[key].extend(median_seconds(runners[key], 1, calls))
+            seconds[key].append(seconds_per_call(runners[key], calls))
     row = {
         "name": name,
         "lhs": list(lhs.shape),
