@@ -100,7 +100,8 @@ def make_step(
         with autocast:
             g_opt.zero_grad(set_to_none=True)
             g_loss = bce(discriminator(fake), ones)
-        g_loss.backward()
+        # D's weight gradients are not needed here (the JAX step does not compute them either)
+        g_loss.backward(inputs=list(generator.parameters()))
         g_opt.step()
         return d_loss.detach(), g_loss.detach()
 
