@@ -5,9 +5,11 @@
 
 An untrained ``EncoderDecoder`` (speed does not depend on the weights) translates random sources;
 EOS is masked out of the logits so every row decodes exactly ``length`` tokens. For each output
-length it times (median of ``repeats`` runs after a compile run) greedy and beam search, with the
+length it times (median of ``repeats`` runs after a compile run, cached and uncached runs
+alternating; programs compiled after the first run are counted) greedy and beam search, with the
 cache (``models.transformer.cached_step_fn``: one token per step through the decoder) and without
-(``uncached_full_fn``: the whole decoder re-run on the ``length``-token buffer at every step).
+(``uncached_full_fn``: the whole decoder, output projection included, re-run on the
+``length``-token buffer at every step, the static-shape way to decode without a cache).
 Writes ``benchmarks/results/decode-<platform>-<date>.json``.
 """
 
@@ -37,7 +39,7 @@ from genjax_models.models.transformer import (
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_seq2seq import SIZES, synthetic_batch  # noqa: E402
-from common import device_facts, write_result  # noqa: E402
+from common import compiled_count, device_facts, write_result  # noqa: E402
 
 
 def _no_eos(step_fn):
@@ -67,22 +69,36 @@ def decode(model, params, inputs, *, length: int, beam_size: int, cached: bool) 
     return beam_search(step_fn, cache, batch_size=batch, beam_size=beam_size, max_len=length)[0]
 
 
-def time_decode(model, params, inputs, repeats: int, **kwargs) -> dict:
-    start = time.perf_counter()
-    jax.block_until_ready(decode(model, params, inputs, **kwargs))
-    compile_seconds = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
+def time_decode_pair(model, params, inputs, repeats: int, **kwargs) -> tuple[dict, dict]:
+    """``(cached, uncached)`` timings of :func:`decode` with ``kwargs`` (``length``,
+    ``beam_size``): a first (compiling) call of each, then ``repeats`` timed calls of each,
+    alternating, blocking on the tokens; median seconds. Each result also counts the programs
+    compiled after its first call (``recompilations_after_warmup``, 0 when shapes are static)."""
+    first_call, times = {}, {True: [], False: []}
+    for cached in (True, False):
         start = time.perf_counter()
-        jax.block_until_ready(decode(model, params, inputs, **kwargs))
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+        jax.block_until_ready(decode(model, params, inputs, cached=cached, **kwargs))
+        first_call[cached] = time.perf_counter() - start
+    programs = compiled_count(decode)
+    for repeat in range(repeats):
+        for cached in (True, False) if repeat % 2 == 0 else (False, True):
+            start = time.perf_counter()
+            jax.block_until_ready(decode(model, params, inputs, cached=cached, **kwargs))
+            times[cached].append(time.perf_counter() - start)
+    recompilations = compiled_count(decode) - programs
     tokens = inputs.shape[0] * kwargs["length"]  # output tokens of the best hypotheses
-    return {
-        "seconds": seconds,
-        "tokens_per_sec": tokens / seconds,
-        "first_call_seconds": compile_seconds,
-    }
+    results = []
+    for cached in (True, False):
+        seconds = statistics.median(times[cached])
+        results.append(
+            {
+                "seconds": seconds,
+                "tokens_per_sec": tokens / seconds,
+                "first_call_seconds": first_call[cached],
+                "recompilations_after_warmup": recompilations,
+            }
+        )
+    return results[0], results[1]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -110,12 +126,13 @@ def main(argv: list[str] | None = None) -> dict:
         f"decoding, {args.size} model, {args.batch_size} sources x {args.source_length} tokens, "
         f"on {jax.devices()[0].device_kind}"
     )
-    print(f"{'method':<10}{'length':>8}{'cached tok/s':>14}{'uncached tok/s':>16}{'speed-up':>10}")
+    header = f"{'method':<10}{'length':>8}{'cached tok/s':>14}{'uncached tok/s':>16}"
+    print(f"{header}{'speed-up':>10}{'recompiles':>12}")
     for length in args.lengths:
         for method, beam in (("greedy", 1), (f"beam-{args.beam_size}", args.beam_size)):
-            common = dict(length=length, beam_size=beam)
-            cached = time_decode(model, params, inputs, args.repeats, cached=True, **common)
-            uncached = time_decode(model, params, inputs, args.repeats, cached=False, **common)
+            cached, uncached = time_decode_pair(
+                model, params, inputs, args.repeats, length=length, beam_size=beam
+            )
             speedup = cached["tokens_per_sec"] / uncached["tokens_per_sec"]
             rows.append(
                 {
@@ -129,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(
                 f"{method:<10}{length:>8}{cached['tokens_per_sec']:>14.0f}"
                 f"{uncached['tokens_per_sec']:>16.0f}{speedup:>9.1f}x"
+                f"{cached['recompilations_after_warmup']:>12}"
             )
     result = {
         "benchmark": "decode",

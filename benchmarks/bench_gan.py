@@ -30,6 +30,7 @@ from genjax_models.train import init_gan_state, make_gan_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    TORCH_WARMUP_STEPS,
     Prepared,
     device_facts,
     measured_gemm,
@@ -82,7 +83,7 @@ def prepare_torch(config: GANConfig, batch_size: int) -> Prepared | None:
     )
     shape = (batch_size, config.channels, config.image_size, config.image_size)
     real = torch.rand(*shape, device=device) * 2 - 1
-    for _ in range(3):
+    for _ in range(TORCH_WARMUP_STEPS):
         step(real)
 
     def run(n: int) -> None:

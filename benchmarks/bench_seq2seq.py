@@ -34,6 +34,7 @@ from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    TORCH_WARMUP_STEPS,
     Prepared,
     device_facts,
     measured_gemm,
@@ -99,7 +100,7 @@ def prepare_torch(config: TransformerConfig, batch: dict) -> Prepared | None:
     step, _ = make_step(config, device=device, compute_dtype=compute_dtype)
     inputs = torch.from_numpy(batch["inputs"].astype(np.int64)).to(device)
     targets = torch.from_numpy(batch["targets"].astype(np.int64)).to(device)
-    for _ in range(2):
+    for _ in range(TORCH_WARMUP_STEPS):
         step(inputs, targets)
 
     def run(n: int) -> None:

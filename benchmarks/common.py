@@ -31,6 +31,10 @@ PEAK_FLOPS = {
 }
 
 
+TORCH_WARMUP_STEPS = 5
+"""Untimed PyTorch steps before its first window (its first steps after 3 ran ~half speed on CPU)."""
+
+
 def timed_windows(run_steps: Callable[[int], None], steps: int, windows: int) -> list[float]:
     """Steps/s of ``windows`` windows of ``steps`` steps each; ``run_steps(n)`` blocks at the end."""
     rates = []
@@ -57,7 +61,9 @@ def prepare_train_step(step: Callable, state, batch) -> Prepared:
     time and XLA's FLOP count are of the exact program that is timed) and runs 3 warm-up steps.
 
     ``facts()`` gives ``compile_seconds``, ``xla_flops_per_step`` (nan if the backend does not
-    say), ``recompilations_after_warmup`` and ``final_state``.
+    say), ``recompilations_after_warmup``, ``jit_programs_after_warmup`` (1: the warm-up steps
+    ran one program, the one compiled ahead of time, not a second one for a changed state
+    signature) and ``final_state``.
     """
     from genjax_models.train.steps import jit_step
 
@@ -71,7 +77,7 @@ def prepare_train_step(step: Callable, state, batch) -> Prepared:
     for _ in range(2):
         state, metrics = train_step(state, batch)
     jax.block_until_ready(metrics)
-    compiled_before = compiled_count(train_step)
+    compiled_before = compiled_count(train_step)  # 1 unless warm-up compiled a second program
     holder = {"state": state}
 
     def run(n: int) -> None:
@@ -86,6 +92,7 @@ def prepare_train_step(step: Callable, state, batch) -> Prepared:
             "compile_seconds": compile_seconds,
             "xla_flops_per_step": flops,
             "recompilations_after_warmup": compiled_count(train_step) - compiled_before,
+            "jit_programs_after_warmup": compiled_before,
             "final_state": holder["state"],
         }
 

@@ -29,6 +29,7 @@ def check_training_result(result: dict, path: Path) -> None:
     assert jax_result["steps_per_sec"] > 0 and jax_result["compile_seconds"] > 0
     assert len(jax_result["window_steps_per_sec"]) == 2
     assert jax_result["recompilations_after_warmup"] == 0
+    assert jax_result["jit_programs_after_warmup"] == 1
     # The analytic FLOPs (genjax_models.flops) near XLA's count of the timed program (XLA leaves
     # out convolution taps on the zero padding: a DCGAN's analytic count is up to ~1.2x XLA's).
     assert 0.8 < result["model_flops_per_step"] / jax_result["xla_flops_per_step"] < 1.25

@@ -140,3 +140,4 @@ def test_bench_command_runs_a_benchmark_script(tmp_path) -> None:
     # The console script set up the CPU runtime before JAX started (genjax_models.cpu_runtime).
     assert result["cpu_runtime"] == "scratch reuse (cpu_runtime.py)"
     assert all(row["cached"]["tokens_per_sec"] > 0 for row in result["results"])
+    assert all(row["cached"]["recompilations_after_warmup"] == 0 for row in result["results"])
