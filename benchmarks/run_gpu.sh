@@ -38,7 +38,7 @@ step() {  # step SECONDS COMMAND...
   LM_PROFILE="lm --size base --dtype bfloat16 --length 1024 --batch-size 16 --attention cudnn"
   step 150 "$PY" $S2S
   step 120 "$PY" $S2S --attention cudnn --attention-dropout 0
-  step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 64
+  step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 64 --steps 200
   LM="benchmarks/bench_lm.py --size base --dtype bfloat16 --length 1024 --batch-size 16 --steps 10"
   step 120 "$PY" $LM
   step 100 "$PY" $LM --attention cudnn
@@ -52,7 +52,7 @@ step() {  # step SECONDS COMMAND...
     --out benchmarks/results/diagnostics/profile-lm-base-bfloat16-cudnn-gpu.json
   step 100 "$PY" $S2S --dropout 0 --attention-dropout 0 --no-torch \
     --out benchmarks/results/diagnostics/seq2seq-base-bfloat16-nodropout-gpu.json
-  step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 256
-  step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 256 --dtype bfloat16
+  step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 256 --steps 200
+  step 60 "$PY" benchmarks/bench_gan.py --width 64 --batch-size 256 --dtype bfloat16 --steps 200
   step 90 "$PY" benchmarks/bench_decode.py --lengths 32 128 256
 } 2>&1 | tee "$LOG/log.txt"

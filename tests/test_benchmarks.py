@@ -82,9 +82,11 @@ def test_report_renders_every_committed_result(bench) -> None:
     assert len(rows) == len(results) - sum(r["benchmark"] == "decode" for r in results) + (
         decode_rows + 2
     )  # + the two header rows
-    for r in results:
-        if r["platform"] == "gpu" and r["benchmark"] != "decode":
-            assert "of measured GEMM" in table and r["device_kind"] in table
+    # every GPU training row: MFU against the data sheet and (in brackets) the measured GEMM
+    gpu_training_rows = [r for r in rows if r.startswith("| NVIDIA") and "steps/s" in r]
+    training_gpu = [r for r in results if r["platform"] == "gpu" and r["benchmark"] != "decode"]
+    assert len(gpu_training_rows) == len(training_gpu)
+    assert all("of measured GEMM" in row for row in gpu_training_rows)
 
 
 def test_run_gpu_script_is_valid_bash() -> None:
@@ -105,3 +107,16 @@ def test_compare_windows_alternates_the_workloads(bench) -> None:
     for result, name in ((ours, "jax"), (theirs, "torch")):
         assert result["name"] == name and len(result["window_steps_per_sec"]) == 4
         assert result["steps_per_sec"] == statistics.median(result["window_steps_per_sec"]) > 0
+
+
+def test_torch_seq2seq_reference_refuses_configs_it_does_not_implement(bench) -> None:
+    pytest.importorskip("torch")
+    import dataclasses
+
+    from genjax_models.configs import TransformerConfig
+
+    make_step = bench("torch_reference.transformer").make_step
+    config = TransformerConfig(d_model=32, num_heads=2, mlp_dim=64)
+    for name, value in [("activation", "gelu"), ("share_embeddings", False)]:
+        with pytest.raises(ValueError, match=f"{name}=.*--no-torch"):
+            make_step(dataclasses.replace(config, **{name: value}))

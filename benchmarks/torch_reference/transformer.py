@@ -105,16 +105,28 @@ class EncoderDecoder(nn.Module):
         return self.ln_dec(y) @ self.embed.weight.T / math.sqrt(self.d)
 
 
+REFERENCE_SETTINGS = {"positions": "sinusoidal", "activation": "relu", "share_embeddings": True}
+"""What this reference implements of a ``TransformerConfig``; :func:`make_step` refuses others."""
+
+
 def make_step(
     config,
     lr: float = 1e-3,
-    label_smoothing: float = 0.1,
     clip_norm: float = 1.0,
     device: str = "cpu",
     compute_dtype: torch.dtype | None = None,
 ):
     """``(step(inputs, targets) -> loss tensor, model)`` for a ``TransformerConfig``-like config,
-    on ``device``; ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast."""
+    on ``device``; ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast.
+    Label smoothing is the config's; a config the reference does not implement
+    (:data:`REFERENCE_SETTINGS`) is a ``ValueError`` rather than a silently different model."""
+    for name, value in REFERENCE_SETTINGS.items():
+        if getattr(config, name) != value:
+            raise ValueError(
+                f"{name}={getattr(config, name)!r}: the PyTorch reference implements only "
+                f"{name}={value!r}; pass --no-torch to benchmark this config without it"
+            )
+    label_smoothing = config.label_smoothing
     model = EncoderDecoder(
         config.vocab_size,
         config.d_model,
