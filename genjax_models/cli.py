@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample_gan.add_argument("--out", default="samples.png", help="PNG path (default samples.png)")
     sample_gan.add_argument("--seed", type=int, default=0)
     sample_gan.add_argument("--no-ema", action="store_true", help="use raw G params, not the EMA")
+    sample_gan.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     sample_gan.add_argument(
         "--label",
         type=int,
@@ -298,6 +299,10 @@ def _run_sample(args: argparse.Namespace) -> None:
     from genjax_models.train.gan_run import sample_gan_grid
     from genjax_models.train.images import save_image_grid
 
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UsageError(
+            f"--out {args.out} exists: pass --overwrite to replace it, or another --out"
+        )
     images, columns = sample_gan_grid(
         args.workdir, args.num, args.seed, use_ema=not args.no_ema, label=args.label
     )

@@ -45,6 +45,14 @@ def test_train_then_sample_then_eval(cli, tiny_gan_flags, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     # 3x3 tiles of 16 px with 2 px padding, enlarged 2x.
     assert Image.open(grid).size == (2 * (3 * 18 + 2), 2 * (3 * 18 + 2))
+    saved = grid.read_bytes()  # an existing picture is replaced only with --overwrite
+    done = cli("sample", "gan", "--workdir", str(workdir), "--num", "4", "--out", str(grid))
+    assert done.returncode == 2 and "exists: pass --overwrite" in done.stderr
+    assert grid.read_bytes() == saved
+    done = cli(
+        "sample", "gan", "--workdir", str(workdir), "--num", "4", "--out", str(grid), "--overwrite"
+    )
+    assert done.returncode == 0 and grid.read_bytes() != saved
 
     done = cli(
         "eval", "gan", "--workdir", str(workdir), "--num-samples", "64", "--classifier-steps", "20"

@@ -251,6 +251,17 @@ def make_transformer(config: TransformerConfig) -> EncoderDecoder:
     return EncoderDecoder(config)
 
 
+def check_decode_length(model: EncoderDecoder, length: int) -> None:
+    """Decoding ``length`` target positions needs ``length <= config.max_len`` (the position
+    table's size: past it the positions would be NaN). One-line ``ValueError`` otherwise."""
+    if length > model.config.max_len:
+        raise ValueError(
+            f"decoding max_len={length} exceeds the model's max_len={model.config.max_len} (its "
+            f"position table): decode at most {model.config.max_len} tokens, or train a model "
+            f"with a larger max_len"
+        )
+
+
 def init_decode_cache(
     model: EncoderDecoder, params: dict, inputs: jax.Array, max_len: int
 ) -> dict[str, jax.Array | dict]:
@@ -262,6 +273,7 @@ def init_decode_cache(
     int32[batch, src_len]}``. Every array with a batch axis has it first, so beam search can tile
     and reorder the cache.
     """
+    check_decode_length(model, max_len)
     segments = default_segments(inputs)
     encoded = model.apply({"params": params}, inputs, segments, method=EncoderDecoder.encode)
     dummy = jnp.zeros((inputs.shape[0], max_len), jnp.int32)
@@ -305,6 +317,7 @@ def uncached_full_fn(model: EncoderDecoder, params: dict, inputs: jax.Array):
     encoded = model.apply({"params": params}, inputs, segments, method=EncoderDecoder.encode)
 
     def full_fn(tokens: jax.Array) -> jax.Array:
+        check_decode_length(model, tokens.shape[1])
         repeats = tokens.shape[0] // inputs.shape[0]
         return model.apply(
             {"params": params},

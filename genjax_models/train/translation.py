@@ -91,9 +91,16 @@ def translate_ids(
     max_output_len: int | None = None,
     rows: int = DECODE_ROWS,
 ) -> list[np.ndarray]:
-    """Output ids (up to and excluding EOS) for each source id list, in order."""
+    """Output ids (up to and excluding EOS) for each source id list, in order. A source longer
+    than the model's ``max_len`` is an :class:`InputTooLongError` before anything is decoded."""
     max_len = model.config.max_len
     max_output_len = max_output_len or max_len
+    for index, ids in enumerate(sources):
+        if len(ids) > max_len:
+            raise InputTooLongError(
+                f"source {index} is {len(ids)} tokens long but the model's max_len is {max_len}: "
+                "it cannot be translated (inputs are never truncated silently)"
+            )
     outputs: list[np.ndarray] = []
     for start in range(0, len(sources), rows):
         chunk = sources[start : start + rows]

@@ -69,6 +69,8 @@ def check_workdir(workdir: str, identity: dict[str, Any], *, resume: bool, overw
     """
     if resume and overwrite:
         raise WorkdirError("--resume and --overwrite contradict each other: pass one of them")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"--workdir {workdir!r} is a file: choose a directory path")
     if not (os.path.isdir(workdir) and os.listdir(workdir)) or overwrite:
         if resume:
             raise WorkdirError(f"--resume given but {workdir!r} has no checkpoints to resume from")
@@ -93,6 +95,13 @@ def check_workdir(workdir: str, identity: dict[str, Any], *, resume: bool, overw
         return True
     if resume:
         raise WorkdirError(f"--resume given but {workdir!r} has no checkpoints to resume from")
+    earlier_outputs = sorted(set(os.listdir(workdir)) - {RUN_FILE, CHECKPOINT_SUBDIR})
+    if earlier_outputs:  # an attempt that stopped before its first checkpoint
+        raise WorkdirError(
+            f"workdir {workdir!r} holds outputs of an earlier attempt of this run "
+            f"({', '.join(earlier_outputs)}) but no checkpoint: pass --overwrite to start again "
+            "(they are moved to a .bak- directory), or choose another --workdir"
+        )
     return False
 
 

@@ -121,6 +121,17 @@ def test_cached_decoding_equals_full_decoder(positions: str, share_embeddings: b
     np.testing.assert_allclose(np.stack(stepped, 1), full, atol=2e-5)
 
 
+def test_decoding_past_the_position_table_is_a_clear_error(tiny) -> None:
+    """Positions beyond config.max_len (16) would be NaN logits: refused before tracing."""
+    model, params = tiny
+    with pytest.raises(ValueError, match="max_len=20 exceeds the model's max_len=16"):
+        init_decode_cache(model, params, jnp.array(SRC), 20)
+    full_fn = uncached_full_fn(model, params, jnp.array(SRC))
+    with pytest.raises(ValueError, match="max_len=17 exceeds"):
+        full_fn(jnp.zeros((2, 17), jnp.int32))
+    assert init_decode_cache(model, params, jnp.array(SRC), 16)["attention"]  # the limit is fine
+
+
 def test_tied_and_untied_parameters() -> None:
     _, tied = init()
     _, untied = init(dataclasses.replace(TINY, share_embeddings=False))
@@ -163,3 +174,12 @@ def test_bad_transformer_config_is_one_clear_line(field: str, value, message: st
     with pytest.raises(ConfigError, match=message) as err:
         dataclasses.replace(TINY, **{field: value})
     assert "\n" not in str(err.value)
+
+
+def test_translating_a_source_longer_than_max_len_is_a_clear_error(tiny) -> None:
+    from genjax_models.train.translation import InputTooLongError, translate_ids
+
+    model, params = tiny
+    sources = [[5, 6, 2], list(range(3, 20)) + [2]]  # the second is 18 tokens, max_len 16
+    with pytest.raises(InputTooLongError, match="source 1 is 18 tokens long.*max_len is 16"):
+        translate_ids(model, params, sources)

@@ -69,3 +69,24 @@ def test_bad_workdir_requests_are_clear_errors(tmp_path: Path, setup, kwargs, me
         check_workdir(str(workdir), IDENTITY, **kwargs)
     if setup == "foreign":
         assert (workdir / "notes.txt").read_text() == "mine"
+
+
+def test_attempt_without_checkpoint_is_not_overwritten_silently(tmp_path: Path) -> None:
+    """A run stopped before its first checkpoint left samples behind: re-running the same command
+    must not write over them without --overwrite (which moves them aside)."""
+    workdir = tmp_path / "run"
+    prepare_workdir(str(workdir), IDENTITY, resume=False, overwrite=False)
+    assert check_workdir(str(workdir), IDENTITY, resume=False, overwrite=False) is False
+    (workdir / "samples").mkdir()
+    (workdir / "samples" / "step_000500.png").write_bytes(b"png")
+    with pytest.raises(WorkdirError, match=r"earlier attempt of this run \(samples\).*--overwrite"):
+        check_workdir(str(workdir), IDENTITY, resume=False, overwrite=False)
+    _, backup = prepare_workdir(str(workdir), IDENTITY, resume=False, overwrite=True)
+    assert (Path(backup) / "samples" / "step_000500.png").read_bytes() == b"png"
+
+
+def test_workdir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "run"
+    path.write_text("not a directory")
+    with pytest.raises(WorkdirError, match="is a file: choose a directory"):
+        check_workdir(str(path), IDENTITY, resume=False, overwrite=False)
