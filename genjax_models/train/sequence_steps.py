@@ -115,7 +115,9 @@ def make_token_step(
         mean = mean_over(axis_name)
         weights = weights_fn(batch)
         tokens = mean(jnp.sum(weights))  # global count / number of devices
-        normaliser = jnp.maximum(tokens, 1.0)
+        devices = 1 if axis_name is None else lax.psum(1, axis_name)
+        # at least one global token (a batch of padding gives 0, not NaN), whatever the devices
+        normaliser = jnp.maximum(tokens, 1.0 / devices)
         if axis_name is not None:
             rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
 
@@ -134,8 +136,7 @@ def make_token_step(
         metrics["tokens"] = tokens
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         metrics = mean(metrics)
-        if axis_name is not None:
-            metrics["tokens"] = metrics["tokens"] * lax.psum(1, axis_name)
+        metrics["tokens"] = metrics["tokens"] * devices
         return new_state, metrics
 
     return token_step

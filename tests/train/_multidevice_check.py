@@ -205,8 +205,9 @@ def classifier_results() -> dict[str, dict]:
     return run_all(make_classifier_step, (model,), (model,), state, batch)
 
 
-def seq2seq_results() -> dict[str, dict]:
-    """Dropout-free tiny transformer; devices hold different numbers of real target tokens."""
+def seq2seq_results(one_token: bool = False) -> dict[str, dict]:
+    """Dropout-free tiny transformer; devices hold different numbers of real target tokens
+    (``one_token``: the global batch holds a single real target token, in its last row)."""
     cfg = TransformerConfig(
         vocab_size=16, d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
         mlp_dim=32, max_len=16, dropout_rate=0.0, attention_dropout_rate=0.0,
@@ -221,6 +222,9 @@ def seq2seq_results() -> dict[str, dict]:
         inputs[row, src_len:] = 0
         targets[row, tgt_len] = 2  # EOS, then padding
         targets[row, tgt_len + 1 :] = 0
+    if one_token:
+        targets[:] = 0
+        targets[-1, 0] = 2
     state = init_train_state(
         jax.random.PRNGKey(INIT_SEED), model, optax.adamw(1e-3), (inputs[:1], targets[:1])
     )
@@ -258,6 +262,7 @@ RUNS = {
     "gan": gan_results,
     "classifier": classifier_results,
     "seq2seq": seq2seq_results,
+    "seq2seq_one_token": partial(seq2seq_results, one_token=True),
     "cgan": cgan_results,
     "generative": generative_results,
 }

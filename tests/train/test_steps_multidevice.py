@@ -33,7 +33,7 @@ from multidevice_support import (
 )
 
 SCRIPT = Path(__file__).with_name("_multidevice_check.py")
-MODELS = ("gan", "classifier", "seq2seq", "cgan", "generative")
+MODELS = ("gan", "classifier", "seq2seq", "seq2seq_one_token", "cgan", "generative")
 MODES = ("shard_map", "pmap", "jit_sharded")
 
 GAN_FIELDS = (
@@ -130,6 +130,17 @@ def test_seq2seq_step_on_8_devices_matches_single_device(
     """Transformer step (no dropout) equals one device although devices hold different numbers
     of real target tokens: the loss is normalised by the global token count (2 steps)."""
     _assert_matches_reference(multidevice_run, "seq2seq", mode, SEQ2SEQ_FIELDS, SEQ2SEQ_METRICS)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_seq2seq_step_with_fewer_real_tokens_than_devices_matches_single_device(
+    multidevice_run: tuple[Path, dict], mode: str
+) -> None:
+    """One real target token in the global batch of 8 devices: the loss and gradients are not
+    scaled by the device count (the normaliser is at least one *global* token)."""
+    _assert_matches_reference(
+        multidevice_run, "seq2seq_one_token", mode, SEQ2SEQ_FIELDS, SEQ2SEQ_METRICS
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
