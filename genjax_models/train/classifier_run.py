@@ -193,6 +193,8 @@ def train_labelled_model(
     parallel.check_batch_size(train.batch_size)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     inputs = load_labelled_split(dataset, "train", config, data_dir)
+    # the test split too, before training: a dataset without one fails now, not after the run
+    test = load_labelled_split(dataset, "test", config, data_dir)
     arrays = labelled_fraction(inputs, label_fraction, train.seed)
     if train.batch_size > arrays.num_examples:
         raise ValueError(
@@ -216,7 +218,6 @@ def train_labelled_model(
         overwrite=overwrite,
         log=log,
     )
-    test = load_labelled_split(dataset, "test", config, data_dir)
     result = evaluate_classifier(
         model,
         state,

@@ -273,7 +273,8 @@ def evaluate_seq2seq(
 ) -> dict[str, Any]:
     """Corpus BLEU and exact match of the run's translations of ``split``.
 
-    Written to ``DIR/eval_<split>_beam<k>.json`` and returned, with a few example translations.
+    Written to ``DIR/eval_<split>_beam<k>.json`` (``..._limit<n>.json`` for the first ``limit``
+    examples) and returned, with a few example translations.
     """
     check_decoding_args(beam_size, length_penalty)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -308,7 +309,9 @@ def evaluate_seq2seq(
             for i in range(min(5, count))
         ],
     }
-    path = os.path.join(workdir, f"eval_{split}_beam{beam_size}.json")
+    # a --limit evaluation gets its own file: it never replaces the whole split's result
+    suffix = "" if limit is None else f"_limit{limit}"
+    path = os.path.join(workdir, f"eval_{split}_beam{beam_size}{suffix}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2, ensure_ascii=False)
     log(f"genjax-models: wrote {path}")

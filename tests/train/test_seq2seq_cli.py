@@ -66,7 +66,7 @@ def test_eval_writes_bleu_and_exact_match(cli, runs) -> None:
         "--beam-size", "2",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((runs["whole"] / "eval_test_beam2.json").read_text())
+    result = json.loads((runs["whole"] / "eval_test_beam2_limit20.json").read_text())
     assert result["examples"] == 20 and result["beam_size"] == 2 and result["step"] == 12
     assert 0.0 <= result["bleu"] <= 100.0 and 0.0 <= result["exact_match"] <= 1.0
     assert result["samples"][0]["reference"]  # French words of the first test number
