@@ -31,7 +31,8 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     sqrt_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
     trace_sqrt = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a), 0.0, None)))
     diff = mu_a - mu_b
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt)
+    distance = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt
+    return max(0.0, float(distance))  # round-off can leave -1e-7 for identical sets
 
 
 def recognisable_rate(probabilities: np.ndarray, threshold: float = 0.9) -> float:

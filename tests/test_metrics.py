@@ -57,3 +57,23 @@ def test_corpus_bleu_matches_sacrebleu_and_bounds() -> None:
     assert exact_match([" sept "], ["sept"]) == 1.0
     with pytest.raises(ValueError, match="2 hypotheses and 3 references"):
         exact_match(hyps[:2], refs)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_never_negative() -> None:
+    a = np.random.default_rng(3).normal(size=(20, 64))  # n < dim: singular covariance
+    assert frechet_distance(a, a) >= 0.0
+
+
+def test_floor_uses_as_many_real_images_as_the_generator_gets_samples() -> None:
+    """The distance is biased by ~dim/n: a floor from the whole train split would sit far below
+    what a perfect generator's 200 samples score; the sample-size-matched floor does not."""
+    from genjax_models.train.evaluation import sample_size_matched_floor
+
+    rng = np.random.default_rng(0)
+    train, test, perfect = (rng.normal(size=(n, 32)) for n in (20_000, 2_000, 200))
+    perfect_score = frechet_distance(perfect, test)  # 200 samples of the real distribution
+    floor, rows = sample_size_matched_floor(train, test, num_samples=200, seed=0)
+    assert rows == 200
+    assert 0.7 < floor / perfect_score < 1.4
+    assert frechet_distance(train, test) < 0.3 * perfect_score  # the old, whole-split floor
+    assert sample_size_matched_floor(train[:50], test, num_samples=200)[1] == 50

@@ -104,6 +104,19 @@ def gan_quality(
     return result
 
 
+def sample_size_matched_floor(
+    train_features: np.ndarray, test_features: np.ndarray, num_samples: int, seed: int = 0
+) -> tuple[float, int]:
+    """``(Frechet distance, rows used)`` between ``num_samples`` random train rows (all of them
+    if there are fewer) and the test features: what a perfect generator's ``num_samples``
+    samples would score. The distance is biased upward by roughly ``dim / n``, so the floor must
+    use as many real images as the generator gets samples (the whole train split would make it
+    several times too low)."""
+    rows = min(num_samples, len(train_features))
+    pick = np.random.default_rng(seed).choice(len(train_features), rows, replace=False)
+    return frechet_distance(train_features[np.sort(pick)], test_features), rows
+
+
 def evaluate_gan(
     workdir: str,
     *,
@@ -117,9 +130,10 @@ def evaluate_gan(
     """Evaluates the latest checkpoint in ``workdir`` and writes ``DIR/eval.json``.
 
     The classifier comes from ``classifier_workdir`` (default ``DIR/eval_classifier``, trained on
-    first use, for ``classifier_steps``). Also reports the Frechet distance between real train and
-    test images as the floor a perfect generator would reach, and for a conditional GAN the
-    ``label_agreement`` of its samples (see :func:`gan_quality`).
+    first use, for ``classifier_steps``). Also reports the Frechet distance between
+    ``num_samples`` real train images and the test images as the floor a perfect generator would
+    reach (:func:`sample_size_matched_floor`), and for a conditional GAN the ``label_agreement``
+    of its samples (see :func:`gan_quality`).
     """
     from genjax_models.data import load_image_dataset
 
@@ -145,12 +159,14 @@ def evaluate_gan(
     quality = gan_quality(run, classifier, test.images, num_samples=num_samples, seed=seed)
     _, train_features = classify(classifier.model, classifier.state, train.images)
     _, test_features = classify(classifier.model, classifier.state, test.images)
+    floor, floor_rows = sample_size_matched_floor(train_features, test_features, num_samples, seed)
     result = {
         "step": int(run.state.step),
         "dataset": dataset,
         "num_samples": num_samples,
         **quality,
-        "real_train_vs_test_frechet_distance": frechet_distance(train_features, test_features),
+        "real_train_vs_test_frechet_distance": floor,
+        "real_train_images_in_floor": floor_rows,
         "classifier_test_accuracy": classifier_result.get("test_accuracy"),
     }
     with open(os.path.join(workdir, "eval.json"), "w") as f:
