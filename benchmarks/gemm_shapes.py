@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import jax
@@ -38,21 +36,28 @@ from genjax_models.cpu_runtime import configure_cpu_runtime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_seq2seq import SIZES  # noqa: E402
-from common import device_facts, torch_device, torch_facts, write_result  # noqa: E402
+from common import (  # noqa: E402
+    Prepared,
+    compare_windows,
+    device_facts,
+    torch_device,
+    torch_facts,
+    write_result,
+)
 
-# name -> (lhs shape, rhs shape, lhs transposed, rhs transposed, batched), with T tokens, d
-# model width, m MLP width, g = batch x heads, L length, h head width
-SHAPE_ROWS: dict[str, tuple[str, str, bool, bool, bool]] = {
-    "qkv projection (forward)": ("T,d", "d,3d", False, False, False),
-    "MLP in (forward)": ("T,d", "d,m", False, False, False),
-    "MLP out (forward)": ("T,m", "m,d", False, False, False),
-    "MLP in, input gradient dy @ W^T": ("T,m", "d,m", False, True, False),
-    "qkv weight gradient x^T @ dy": ("T,d", "T,3d", True, False, False),
-    "MLP in, weight gradient x^T @ dy": ("T,d", "T,m", True, False, False),
-    "MLP out, weight gradient x^T @ dy": ("T,m", "T,d", True, False, False),
-    "attention scores q @ k^T (batched)": ("g,L,h", "g,L,h", False, True, True),
-    "attention sum p @ v (batched)": ("g,L,L", "g,L,h", False, False, True),
-    "reference 2048^3": ("2048,2048", "2048,2048", False, False, False),
+# name -> (lhs shape, rhs shape, lhs transposed, rhs transposed), with T tokens, d model width,
+# m MLP width, g = batch x heads (the batch of a batched product), L length, h head width
+SHAPE_ROWS: dict[str, tuple[str, str, bool, bool]] = {
+    "qkv projection (forward)": ("T,d", "d,3d", False, False),
+    "MLP in (forward)": ("T,d", "d,m", False, False),
+    "MLP out (forward)": ("T,m", "m,d", False, False),
+    "MLP in, input gradient dy @ W^T": ("T,m", "d,m", False, True),
+    "qkv weight gradient x^T @ dy": ("T,d", "T,3d", True, False),
+    "MLP in, weight gradient x^T @ dy": ("T,d", "T,m", True, False),
+    "MLP out, weight gradient x^T @ dy": ("T,m", "T,d", True, False),
+    "attention scores q @ k^T (batched)": ("g,L,h", "g,L,h", False, True),
+    "attention sum p @ v (batched)": ("g,L,L", "g,L,h", False, False),
+    "reference 2048^3": ("2048,2048", "2048,2048", False, False),
 }
 
 
@@ -65,10 +70,10 @@ def dims(spec: str, sizes: dict[str, int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def operands(spec: tuple[str, str, bool, bool, bool], sizes: dict[str, int]):
+def operands(spec: tuple[str, str, bool, bool], sizes: dict[str, int]):
     """``(lhs, rhs, product)``: float32 numpy operands as stored and ``product(lhs, rhs)`` for
     either framework (``.mT`` is a transposed view in PyTorch, a transpose in JAX)."""
-    lhs_spec, rhs_spec, lhs_t, rhs_t, _ = spec
+    lhs_spec, rhs_spec, lhs_t, rhs_t = spec
     rng = np.random.default_rng(0)
     lhs = rng.standard_normal(dims(lhs_spec, sizes), np.float32)
     rhs = rng.standard_normal(dims(rhs_spec, sizes), np.float32)
@@ -79,9 +84,9 @@ def operands(spec: tuple[str, str, bool, bool, bool], sizes: dict[str, int]):
     return lhs, rhs, product
 
 
-def flops(lhs: np.ndarray, rhs: np.ndarray, spec: tuple[str, str, bool, bool, bool]) -> int:
+def flops(lhs: np.ndarray, rhs: np.ndarray, spec: tuple[str, str, bool, bool]) -> int:
     """2 x multiply-adds of ``product(lhs, rhs)``."""
-    _, _, lhs_t, rhs_t, _ = spec
+    _, _, lhs_t, rhs_t = spec
     m, k = (lhs.shape[-1], lhs.shape[-2]) if lhs_t else lhs.shape[-2:]
     n = rhs.shape[-2] if rhs_t else rhs.shape[-1]
     return 2 * int(np.prod(lhs.shape[:-2], dtype=np.int64)) * m * k * n
@@ -98,33 +103,34 @@ def xla_kernel(hlo_text: str) -> str:
     return "XLA dot"
 
 
-def seconds_per_call(run: Callable[[], object], calls: int) -> float:
-    """Mean seconds of ``calls`` back-to-back calls of ``run`` (each blocks on its result)."""
-    start = time.perf_counter()
-    for _ in range(calls):
-        run()
-    return (time.perf_counter() - start) / calls
+def _repeated(call: Callable[[], object]) -> Callable[[int], None]:
+    """``run(n)``: ``n`` back-to-back calls (each blocks on its result, which is dropped)."""
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            call()
+
+    return run
 
 
 def measure_row(name: str, sizes: dict[str, int], windows: int, torch) -> dict:
+    """One :data:`SHAPE_ROWS` product timed in JAX (and PyTorch), windows alternating."""
     spec = SHAPE_ROWS[name]
     lhs, rhs, product = operands(spec, sizes)
     work = flops(lhs, rhs, spec)
     jitted = jax.jit(product)
     a, b = jnp.asarray(lhs), jnp.asarray(rhs)
     kernel = xla_kernel(jitted.lower(a, b).compile().as_text())
-    runners = {"jax": lambda: jitted(a, b).block_until_ready()}
+    calls = {"jax": lambda: jitted(a, b).block_until_ready()}
     if torch is not None:
         ta, tb = torch.from_numpy(lhs), torch.from_numpy(rhs)
-        runners["torch"] = lambda: product(ta, tb)
-    calls = max(2, int(3e10 // work))  # windows of ~0.1 s on a 2-core CPU
-    seconds: dict[str, list[float]] = {key: [] for key in runners}
-    for run in runners.values():
-        run()
-    for window in range(windows):  # alternate the frameworks window by window
-        order = list(runners) if window % 2 == 0 else list(reversed(runners))
-        for key in order:
-            seconds[key].append(seconds_per_call(runners[key], calls))
+        calls["torch"] = lambda: product(ta, tb)  # synchronous on the CPU
+    workloads = []
+    for call in calls.values():
+        call()  # compile / warm up
+        workloads.append(Prepared(_repeated(call), dict))
+    per_window = max(2, int(3e10 // work))  # windows of ~0.1 s on a 2-core CPU
+    timed = compare_windows(workloads, per_window, windows)
     row = {
         "name": name,
         "lhs": list(lhs.shape),
@@ -134,8 +140,8 @@ def measure_row(name: str, sizes: dict[str, int], windows: int, torch) -> dict:
         "flops": work,
         "xla_kernel": kernel,
     }
-    for key, times in seconds.items():
-        row[f"{key}_gflops_per_sec"] = work / statistics.median(times) / 1e9
+    for key, result in zip(calls, timed, strict=True):
+        row[f"{key}_gflops_per_sec"] = work * result["steps_per_sec"] / 1e9
     if torch is not None:
         row["jax_over_torch"] = row["jax_gflops_per_sec"] / row["torch_gflops_per_sec"]
     return row
@@ -177,10 +183,11 @@ def main(argv: list[str] | None = None) -> dict:
             print("torch not installed (pip install -e '.[bench]'): JAX only")
     facts = device_facts()
     if torch is not None:
-        facts["torch"] = torch_facts(torch, torch_device(torch))
-        if facts["torch"]["torch_device"] != "cpu":
+        device = torch_device(torch)
+        if device == "cpu":
+            facts["torch"] = torch_facts(torch, device)
+        else:
             torch = None  # GPU: this comparison of CPU kernels does not apply
-            facts.pop("torch")
     print(f"matrix products of the {args.size} seq2seq step, sizes {sizes}, float32")
     print(f"{'product':<38}{'shapes':>26}{'XLA kernel':>17}{'JAX GF/s':>10}{'torch GF/s':>12}")
     rows = []

@@ -21,10 +21,15 @@ from genjax_models.train.state import init_gan_state, init_train_state, step_rng
 from genjax_models.train.steps import make_gan_step
 
 
-def xla_flops(step, state, batch) -> float:
-    compiled = jax.jit(lambda s, b: step(s, b, step_rng(s))).lower(state, batch).compile()
-    cost = compiled.cost_analysis()
+def xla_cost(fn, *args) -> float:
+    """XLA's FLOP count of ``jax.jit(fn)`` compiled for ``args``."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
     return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+
+def xla_flops(step, state, batch) -> float:
+    """XLA's FLOP count of one training ``step`` (with its step rng)."""
+    return xla_cost(lambda s, b: step(s, b, step_rng(s)), state, batch)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
@@ -74,7 +79,7 @@ def test_gan_train_flops_match_xla() -> None:
     g_vars = {"params": state.g_params, "batch_stats": state.g_batch_stats}
     d_vars = {"params": state.d_params, "batch_stats": state.d_batch_stats}
     z = np.zeros((8, config.latent_dim), np.float32)
-    xla_forward = _cost(lambda v, z: generator.apply(v, z, train=False), g_vars, z) + _cost(
+    xla_forward = xla_cost(lambda v, z: generator.apply(v, z, train=False), g_vars, z) + xla_cost(
         lambda v, x: discriminator.apply(v, x, train=False), d_vars, batch["image"]
     )
     forward = dcgan_forward_flops(config)
@@ -82,11 +87,6 @@ def test_gan_train_flops_match_xla() -> None:
     ratio = (gan_train_flops(config, 8) / analytic_forward) / (xla_step / xla_forward)
     print(f"analytic / XLA step-to-forward ratio: {ratio:.3f}")
     assert 0.93 <= ratio <= 1.07
-
-
-def _cost(fn, *args) -> float:
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-    return float((cost[0] if isinstance(cost, list) else cost)["flops"])
 
 
 def test_flops_by_hand_for_one_layer() -> None:
