@@ -205,6 +205,13 @@ def generate_text(
     return [prompt + tokenizer.decode(row) for row in np.asarray(tokens)]
 
 
+def sample_length(max_len: int, tokenizer: Any) -> int:
+    """Tokens generated after :data:`SAMPLE_PROMPT` (no EOS: generation continues the prompt's
+    bytes): ``SAMPLE_TOKENS``, or what fits in ``max_len`` behind the prompt (0: no sample)."""
+    prompt = tokenizer.encode(SAMPLE_PROMPT, add_eos=False)
+    return max(0, min(SAMPLE_TOKENS, max_len - len(prompt)))
+
+
 def _documents(dataset: str, split: str, data_dir: str | None, tokenizer: Any) -> list[list[int]]:
     from genjax_models.data import load_texts
 
@@ -264,7 +271,7 @@ def train_lm(
         f"nats/token"
     )
     model = make_lm(config)
-    sample_tokens = min(SAMPLE_TOKENS, config.max_len - len(tokenizer.encode(SAMPLE_PROMPT)))
+    sample_tokens = sample_length(config.max_len, tokenizer)
 
     def on_eval(state: TrainState, step: int) -> dict[str, float]:
         del step

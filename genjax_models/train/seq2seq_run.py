@@ -38,6 +38,9 @@ TOKENIZER_FILE = "tokenizer.json"
 INIT_REPORT_FILE = "init_from.json"
 VALIDATION_DECODE_EXAMPLES = 256
 """Validation examples greedy-decoded at every sample step (BLEU / exact match in the log)."""
+EVAL_ROWS = 64
+"""Examples per teacher-forced validation batch (fewer for a smaller split), whatever the
+training batch size."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +105,20 @@ def check_lengths(
 def _buckets(max_len: int) -> tuple[int, ...]:
     """Batch lengths: multiples of 16 up to ``max_len`` (and ``max_len`` itself)."""
     return tuple(sorted({*range(16, max_len, 16), max_len}))
+
+
+def validation_batches(
+    sources: list[list[int]], targets: list[list[int]], max_len: int
+) -> list[dict[str, np.ndarray]]:
+    """Every validation example once, in batches of ``min(EVAL_ROWS, len(sources))`` rows padded
+    to the run's length buckets (padding rows and tokens weigh 0), so a split of any size fits
+    and the metrics do not depend on the training batch size."""
+    from genjax_models.data import Seq2SeqBatcher
+
+    rows = min(EVAL_ROWS, len(sources))
+    return Seq2SeqBatcher(
+        sources, targets, rows, 0, buckets=_buckets(max_len), drop_remainder=False
+    ).eval_batches()
 
 
 def validation_metrics(
@@ -177,15 +194,12 @@ def train_seq2seq(
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
     resuming = check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
-    state = init_seq2seq_state(config, optim, train.seed)
-    report = None
-    if init_from is not None and not resuming:  # shape errors before any data is read
-        params, report = init_params_from(state.params, init_from)
-        state = state.replace(params=params)
-        log(report.summary())
-    buckets = _buckets(config.max_len)
+    # the data's errors come before the model is initialised (traced)
     _, sources, targets = _tokenized(dataset, train_split, data_dir, tokenizer)
     check_lengths(sources, targets, config.max_len, f"{dataset} {train_split}")
+    val_pairs, val_sources, val_targets = _tokenized(dataset, "validation", data_dir, tokenizer)
+    check_lengths(val_sources, val_targets, config.max_len, f"{dataset} validation")
+    buckets = _buckets(config.max_len)
     if pack:
         batches: Any = PackedSeq2SeqBatcher(
             sources, targets, train.batch_size, train.seed, input_length=config.max_len
@@ -196,13 +210,15 @@ def train_seq2seq(
         f"genjax-models: {len(sources)} training pairs; the step compiles once per batch shape, "
         f"{len(batches.batch_shapes())} shapes: {sorted(batches.batch_shapes())}"
     )
-    val_pairs, val_sources, val_targets = _tokenized(dataset, "validation", data_dir, tokenizer)
-    check_lengths(val_sources, val_targets, config.max_len, f"{dataset} validation")
-    val_batches = Seq2SeqBatcher(
-        val_sources, val_targets, train.batch_size, 0, buckets=buckets, drop_remainder=False
-    ).eval_batches()  # every example once; padding rows weigh 0
+    val_batches = validation_batches(val_sources, val_targets, config.max_len)
     count = min(VALIDATION_DECODE_EXAMPLES, len(val_sources))
     model = make_transformer(config)
+    state = init_seq2seq_state(config, optim, train.seed)
+    report = None
+    if init_from is not None and not resuming:
+        params, report = init_params_from(state.params, init_from)
+        state = state.replace(params=params)
+        log(report.summary())
 
     def on_eval(state: TrainState, step: int) -> dict[str, float]:
         del step

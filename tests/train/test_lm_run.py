@@ -120,3 +120,21 @@ def test_bad_train_lm_flags_are_one_line_errors(
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_sample_length_fills_max_len_behind_the_prompt_without_eos() -> None:
+    from genjax_models.data import ByteTokenizer
+    from genjax_models.train.lm_run import (
+        SAMPLE_PROMPT,
+        SAMPLE_TOKENS,
+        check_generation_length,
+        sample_length,
+    )
+
+    tokenizer = ByteTokenizer()
+    prompt = len(SAMPLE_PROMPT.encode("utf-8"))
+    assert sample_length(prompt + 1, tokenizer) == 1  # one free position: one token
+    assert sample_length(prompt + 40, tokenizer) == 40
+    assert sample_length(prompt, tokenizer) == 0 and sample_length(prompt - 5, tokenizer) == 0
+    assert sample_length(10_000, tokenizer) == SAMPLE_TOKENS
+    check_generation_length(prompt, sample_length(prompt + 1, tokenizer), prompt + 1)
