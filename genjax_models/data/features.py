@@ -8,6 +8,7 @@ functions. :class:`FeatureArrays` plugs into :class:`~genjax_models.data.EpochBa
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from typing import Any, TypeVar
 
@@ -145,7 +146,11 @@ def model_inputs(arrays: ImageArrays | FeatureArrays) -> np.ndarray:
 
 def check_label_fraction(fraction: float) -> None:
     """One-line ``ValueError`` unless ``fraction`` is a number in (0, 1]."""
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, numbers.Real)
+        or not 0 < float(fraction) <= 1
+    ):
         raise ValueError(f"label fraction {fraction!r} is invalid: expected a number in (0, 1]")
 
 

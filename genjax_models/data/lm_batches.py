@@ -15,7 +15,13 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from genjax_models.data.text import _check_batch_size, _check_int, _Ragged, _StepSchedule
+from genjax_models.data.text import (
+    _check_batch_size,
+    _check_int,
+    _check_not_text,
+    _Ragged,
+    _StepSchedule,
+)
 from genjax_models.data.tokenizer import PAD_ID
 
 _PACKING_SALT = 0x2545F491  # packing rng = default_rng([salt, seed]); epoch e: [seed, e]
@@ -55,6 +61,7 @@ class PackedLMBatcher:
         self.seed = _check_int("seed", seed, 0)
         self.length = _check_int("length", length, 1)
         open_rows = _check_int("open_rows", open_rows, 1)
+        _check_not_text(documents, "document")
         lengths = np.fromiter((len(d) for d in documents), np.int64, count=len(documents))
         if not lengths.size or (lengths == 0).any():
             index = int(np.flatnonzero(lengths == 0)[0]) if lengths.size else 0
@@ -62,9 +69,10 @@ class PackedLMBatcher:
         flat = np.fromiter(itertools.chain.from_iterable(documents), np.int64, int(lengths.sum()))
         bad = np.flatnonzero(flat <= PAD_ID)
         if bad.size:
+            document = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
             raise ValueError(
-                f"document tokens must be ids > PAD_ID={PAD_ID}, found {flat[bad[0]]}: encode "
-                "texts with tokenizer.encode(text) and add no padding"
+                f"document {document} contains id {flat[bad[0]]} (ids must be > PAD_ID={PAD_ID}):"
+                " encode texts with tokenizer.encode(text) and add no padding"
             )
         self.num_tokens = int(flat.size)
         starts = np.cumsum(lengths) - lengths

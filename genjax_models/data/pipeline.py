@@ -343,6 +343,32 @@ def _is_prepared(builder: Any) -> bool:
     return builder.data_path.exists() and builder.is_prepared()
 
 
+def _builder(tfds: Any, name: str, data_dir: str) -> Any:
+    """``tfds.builder(name)``; an unknown config or version of a known dataset (TFDS raises a
+    ValueError or AssertionError with a long message) becomes a one-line
+    :class:`DatasetNotFoundError` listing the valid ones."""
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except (ValueError, AssertionError) as error:
+        if isinstance(error, tfds.core.DatasetNotFoundError):
+            raise
+        base = name.split(":")[0].split("/")[0]
+        try:
+            cls = tfds.builder_cls(base)
+        except Exception:  # noqa: BLE001 - any failure here: report TFDS's own first line
+            raise DatasetNotFoundError(
+                f"dataset {name!r} cannot be built: {str(error).splitlines()[0]}"
+            ) from None
+        configs = [config.name for config in getattr(cls, "BUILDER_CONFIGS", None) or []]
+        versions = sorted({str(cls.VERSION), *map(str, getattr(cls, "SUPPORTED_VERSIONS", []))})
+        valid = [f"versions {', '.join(versions)}"]
+        if configs:
+            valid.insert(0, "configs " + ", ".join(f"{base}/{c}" for c in configs))
+        raise DatasetNotFoundError(
+            f"dataset {name!r} has no such config or version: use one of its {'; '.join(valid)}"
+        ) from None
+
+
 def _prepared_builder(tfds: Any, name: str, data_dir: str) -> Any:
     """A TFDS builder for ``name`` whose data is prepared in ``data_dir`` (never downloads)."""
     base_name = name.split("/")[0].split(":")[0].lower()
@@ -350,7 +376,7 @@ def _prepared_builder(tfds: Any, name: str, data_dir: str) -> Any:
         import importlib
 
         importlib.import_module(_BUILDER_MODULES[base_name])  # registers the builder
-        builder = tfds.builder(name, data_dir=data_dir)
+        builder = _builder(tfds, name, data_dir)
         if not _is_prepared(builder):
             config = tfds.download.DownloadConfig(try_download_gcs=False)
             try:
@@ -364,7 +390,7 @@ def _prepared_builder(tfds: Any, name: str, data_dir: str) -> Any:
 
     offline = ", ".join(KNOWN_OFFLINE_DATASETS)
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
+        builder = _builder(tfds, name, data_dir)
     except tfds.core.DatasetNotFoundError:
         raise DatasetNotFoundError(
             f"unknown dataset {name!r}: not a TFDS dataset and no prepared copy in data_dir "

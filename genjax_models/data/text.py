@@ -27,6 +27,17 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
+def _check_not_text(sequences: Sequence[Sequence[int]], what: str) -> None:
+    """A one-line error when an item of ``sequences`` is a string (text not yet encoded: its
+    characters would not be token ids)."""
+    for index, item in enumerate(sequences):
+        if isinstance(item, str | bytes):
+            raise ValueError(
+                f"{what} {index} is text ({item!r:.40}), not token ids: encode it first "
+                f"(tokenizer.encode(text), or encode_pairs(pairs, tokenizer) for pairs)"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class _Ragged:
     """Token sequences stored flat: sequence i is ``flat[offsets[i] : offsets[i] + lengths[i]]``."""
@@ -37,23 +48,26 @@ class _Ragged:
 
     @classmethod
     def from_lists(cls, sequences: Sequence[Sequence[int]], side: str) -> _Ragged:
+        if not len(sequences):
+            raise ValueError(f"there are no {side}s: check the split or the filter that made them")
+        _check_not_text(sequences, side)
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         total = int(lengths.sum())
         flat = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int64, count=total)
         offsets = np.cumsum(lengths) - lengths
+        bad = np.flatnonzero(flat <= PAD_ID)  # before the EOS check: padded rows end with PAD
+        if bad.size:
+            example = int(np.searchsorted(offsets + lengths, bad[0], side="right"))
+            raise ValueError(
+                f"{side} {example} contains id {flat[bad[0]]} (ids must be > PAD_ID={PAD_ID}, "
+                f"padding is added by the batcher): strip padding before batching"
+            )
         last = flat[np.maximum(offsets + lengths - 1, 0)] if total else np.zeros(0, np.int64)
         bad = np.flatnonzero((lengths == 0) | (last != EOS_ID))
         if bad.size:
             raise ValueError(
                 f"{side} {bad[0]} does not end with EOS_ID={EOS_ID}: "
                 f"encode with tokenizer.encode(text, add_eos=True)"
-            )
-        bad = np.flatnonzero(flat <= PAD_ID)
-        if bad.size:
-            example = int(np.searchsorted(offsets + lengths, bad[0], side="right"))
-            raise ValueError(
-                f"{side} {example} contains id {flat[bad[0]]} (ids must be > PAD_ID={PAD_ID}, "
-                f"padding is added by the batcher): strip padding before batching"
             )
         return cls(flat.astype(np.int32), offsets, lengths)
 

@@ -74,12 +74,13 @@ def load_texts(
                 f"dataset {source.name!r} has no Text feature {source.feature!r}: name one with "
                 f"{source.name}@FEATURE (its Text features: {', '.join(names) or 'none'})"
             )
-        base_split = split.split("[")[0]
-        if base_split not in builder.info.splits:
-            raise DatasetNotFoundError(
-                f"dataset {source.name!r} has no split {base_split!r} "
-                f"(splits: {', '.join(builder.info.splits)})"
-            )
+        for part in split.split("+"):  # TFDS split strings: "train[:10%]+validation", "all"
+            base_split = part.split("[")[0].strip()
+            if base_split != "all" and base_split not in builder.info.splits:
+                raise DatasetNotFoundError(
+                    f"dataset {source.name!r} has no split {base_split!r} "
+                    f"(splits: {', '.join(builder.info.splits)})"
+                )
         dataset = builder.as_dataset(split=split, shuffle_files=False)
         dataset = dataset.map(lambda ex, key=source.feature: ex[key]).batch(_READ_BATCH)
         for batch in tfds.as_numpy(dataset):

@@ -199,6 +199,10 @@ def encode_batch(
     Raises:
       SequenceTooLongError: a text needs more than ``length`` ids.
     """
+    if length is not None and (
+        isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 0
+    ):
+        raise ValueError(f"length={length!r} is invalid: expected None or an integer >= 0")
     encoded = [tokenizer.encode(text, add_eos=add_eos) for text in texts]
     longest = max((len(ids) for ids in encoded), default=0)
     width = longest if length is None else int(length)

@@ -193,6 +193,25 @@ def test_unknown_dataset_one_line_error(tmp_path: Path, no_network: None) -> Non
     assert "unknown dataset 'no_such_dataset_xyz'" in message and "digits" in message
 
 
+@pytest.mark.parametrize(
+    "name, valid",
+    [
+        ("digits:2.0.0", "versions 1.0.0"),
+        ("digits/big", "versions 1.0.0"),
+        ("elephants_mice/bogus", "configs elephants_mice/photos, elephants_mice/blurry_photos"),
+    ],
+)
+def test_unknown_config_or_version_is_one_line_naming_the_valid_ones(
+    tmp_path: Path, no_network: None, name: str, valid: str
+) -> None:
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(DatasetNotFoundError) as info:  # TFDS raised AssertionError/ValueError
+        load_image_dataset(name, "train", data_dir=tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and f"dataset {name!r} has no such config or version" in message
+    assert valid in message
+
+
 # --------------------------------------------------------------------------- ImageArrays
 
 

@@ -109,9 +109,10 @@ def test_labelled_fraction_is_stratified_seeded_and_ordered(splits) -> None:
     assert labelled_fraction(train, 1.0) is train
     one_each = labelled_fraction(train, 1e-6)
     np.testing.assert_array_equal(np.bincount(one_each.labels), [1, 1])
-    for bad in (0, 1.5, -0.1, True):
+    for bad in (0, 1.5, -0.1, True, float("nan"), np.float32(0.0), "0.5"):
         with pytest.raises(ValueError, match="label fraction"):
             labelled_fraction(train, bad)
+    np.testing.assert_array_equal(labelled_fraction(train, np.float32(0.01)).labels, subset.labels)
 
 
 def test_epoch_batcher_serves_feature_batches(splits) -> None:

@@ -67,7 +67,9 @@ def test_long_documents_are_cut_into_full_rows() -> None:
     "documents, kwargs, message",
     [
         ([[3, 4], []], {}, "document 1 is empty"),
-        ([[3, 0, 2]], {}, "ids > PAD_ID=0"),
+        ([[3, 0, 2]], {}, "document 0 contains id 0 .ids must be > PAD_ID=0"),
+        ([[3, 2], [4, 2, 0]], {}, "document 1 contains id 0"),
+        (["1984"], {}, r"document 0 is text \('1984'\), not token ids"),
         ([[3, 2]], {"batch_size": 2}, "batch_size=2 exceeds the 1 packed rows"),
         ([[3, 2]], {"length": 0}, "length must be an int >= 1"),
     ],

@@ -59,6 +59,8 @@ def test_load_texts_reads_documents_in_order(python_docs_data_dir) -> None:
         ("python_docs@source", "has no Text feature 'source': name one with python_docs@FEATURE"),
         ("python_docs,", r"expected NAME\[@FEATURE\] items separated by commas"),
         ("no_such_dataset_xyz", "unknown dataset 'no_such_dataset_xyz'"),
+        ("python_docs/v2", "has no such config or version: use one of its versions 1.0.0"),
+        ("python_docs:9.9.9", "has no such config or version: use one of its versions 1.0.0"),
     ],
 )
 def test_bad_corpus_specs_are_one_clear_line(python_docs_data_dir, spec, message) -> None:
@@ -67,6 +69,19 @@ def test_bad_corpus_specs_are_one_clear_line(python_docs_data_dir, spec, message
     with pytest.raises(ValueError, match=message) as err:
         load_texts(spec, "train", data_dir=python_docs_data_dir)
     assert "\n" not in str(err.value)
+
+
+def test_load_texts_takes_tfds_split_strings(python_docs_data_dir) -> None:
+    from genjax_models.data import DatasetNotFoundError, load_texts
+
+    def read(split: str) -> tuple[str, ...]:
+        return load_texts("python_docs", split, data_dir=python_docs_data_dir)
+
+    train, validation = read("train"), read("validation")
+    assert read("train+validation") == read("all") == train + validation
+    assert read("train[:2]+validation[-1:]") == train[:2] + validation[-1:]
+    with pytest.raises(DatasetNotFoundError, match="has no split 'bogus' .splits: train, valid"):
+        read("train+bogus[:1]")
 
 
 def test_parse_corpus_spec() -> None:

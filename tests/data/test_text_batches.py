@@ -158,6 +158,9 @@ def test_too_long_example_is_a_one_line_error_never_truncated() -> None:
     [
         ([[5, 6]], {}, "source 0 does not end with EOS_ID=2"),
         ([[5, PAD_ID, EOS_ID]], {}, "source 0 contains id 0"),
+        ([[5, EOS_ID], [5, 6, EOS_ID, PAD_ID]], {}, "source 1 contains id 0 .* strip padding"),
+        (["five"], {}, r"source 0 is text \('five'\), not token ids: encode it first"),
+        ([], {}, "there are no sources: check the split"),
         ([[5, EOS_ID]], {"batch_size": 2}, "batch_size=2 exceeds the 1 examples"),
         ([[5, EOS_ID]], {"buckets": (32, 16)}, "buckets must be strictly increasing"),
         ([[5, EOS_ID]], {"seed": -1}, "seed must be an int >= 0"),
@@ -166,7 +169,7 @@ def test_too_long_example_is_a_one_line_error_never_truncated() -> None:
 def test_bad_arguments_are_named(sources, kwargs, message: str) -> None:
     kwargs = {"batch_size": 1, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        Seq2SeqBatcher(sources, [[5, EOS_ID]], **kwargs)
+        Seq2SeqBatcher(sources, [[5, EOS_ID]] * len(sources), **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,9 @@ def test_encode_batch_pads_with_zero_and_never_truncates() -> None:
     assert encode_batch(tok, ["un"], length=8).shape == (1, 8)
     with pytest.raises(SequenceTooLongError, match=r"text 1 encodes to 6 ids.*length>=6"):
         encode_batch(tok, ["un", "zéro"], length=4)
+    for bad in (-1, 2.5, True, "8"):
+        with pytest.raises(ValueError, match=rf"length={bad!r} is invalid: expected None or an"):
+            encode_batch(tok, ["un"], length=bad)
 
 
 def test_save_and_load_give_an_equal_tokenizer(tmp_path: Path) -> None:
