@@ -56,6 +56,10 @@ class MetricsWriter:
         for name, value in values.items():
             self._tb.add_scalar(f"{self._prefix}/{name}", value, step)
 
+    def flush(self) -> None:
+        """Writes buffered TensorBoard events to disk (a killed process keeps what was flushed)."""
+        self._tb.flush()
+
     def close(self) -> None:
         self._tb.close()
 
@@ -64,19 +68,29 @@ def set_aside_rows_after(workdir: str, step: int) -> int:
     """Moves the ``metrics.jsonl`` rows logged after ``step`` to ``metrics.discarded.jsonl``.
 
     A resumed run restarts at its checkpoint's step; rows an interrupted process logged past it
-    would otherwise appear twice. Nothing is deleted. Returns the number of rows moved.
+    would otherwise appear twice; a row that does not parse (cut short by a kill or a full disk)
+    is set aside too. Nothing is deleted. Returns the number of rows moved.
     """
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return 0
     with open(path) as f:
-        rows = [(json.loads(line).get("step", 0), line) for line in f if line.strip()]
-    later = [line for logged, line in rows if logged > step]
+        text = f.read()
+    lines = [line if line.endswith("\n") else line + "\n" for line in text.splitlines(True)]
+    lines = [line for line in lines if line.strip()]
+    kept, later = [], []
+    for line in lines:
+        try:
+            logged = json.loads(line).get("step", 0)
+        except (json.JSONDecodeError, AttributeError):
+            logged = None  # a row cut short (a kill or a full disk mid-write): set it aside too
+        (kept if logged is not None and logged <= step else later).append(line)
     if later:
         with open(os.path.join(workdir, "metrics.discarded.jsonl"), "a") as f:
             f.writelines(later)
+    if "".join(kept) != text:
         with open(path + ".tmp", "w") as f:
-            f.writelines(line for logged, line in rows if logged <= step)
+            f.writelines(kept)
         os.replace(path + ".tmp", path)
     return len(later)
 
@@ -108,9 +122,41 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def _mean_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
+def _host_rows(pending: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+    """Each step's metrics as numpy scalars (pmap metrics carry a device axis whose copies are
+    all equal: the first is kept, so every parallel kind logs the same numbers)."""
+    return [
+        {name: np.asarray(value).reshape(-1)[0] for name, value in row.items()}
+        for row in jax.device_get(pending)
+    ]
+
+
+def pending_to_json(pending: list[dict[str, Any]]) -> list[dict[str, list]]:
+    """The metrics of steps not yet logged, as JSON for a checkpoint's metadata: per step
+    ``{name: [value or None if non-finite, dtype]}`` (exact: float32 values round-trip)."""
+    return [
+        {
+            name: [float(value) if np.isfinite(value) else None, value.dtype.name]
+            for name, value in row.items()
+        }
+        for row in _host_rows(pending)
+    ]
+
+
+def pending_from_json(rows: list[dict[str, list]] | None) -> list[dict[str, np.ndarray]]:
+    """Inverse of :func:`pending_to_json` (``None``: no pending steps)."""
+    return [
+        {
+            name: np.asarray(np.nan if value is None else value, dtype=dtype)
+            for name, (value, dtype) in row.items()
+        }
+        for row in rows or []
+    ]
+
+
+def _mean_metrics(pending: list[dict[str, Any]]) -> dict[str, float]:
     """Means over the interval's kept updates; ``nonfinite`` is the number of dropped ones."""
-    rows = jax.device_get(pending)  # pmap metrics carry a device axis: every copy is equal
+    rows = _host_rows(pending)
     kept = [row for row in rows if not np.any(row["nonfinite"])]
     dropped = len(rows) - len(kept)
     means = {
@@ -138,10 +184,11 @@ class _NonFinitePolicy:
     def record(self, step: int, metrics: dict[str, jax.Array]) -> None:
         self.unchecked.append((step, metrics["nonfinite"]))
 
-    def first_bad_step(self, latest_checkpoint: int | None) -> int | None:
+    def first_bad_step(self, latest_checkpoint: int | None, rolls_back: bool = True) -> int | None:
         """The first dropped update since the last check, after ``stop``/``skip`` handling.
 
-        Returns the step to roll back from (``rollback`` policy), else None.
+        Returns the step to roll back from (``rollback`` policy), else None. ``rolls_back=False``
+        (the run is stopping, not rolling back) neither counts nor limits a rollback.
         """
         if not self.unchecked:
             return None
@@ -165,6 +212,8 @@ class _NonFinitePolicy:
                 f"{saved}: lower the learning rate, or re-run with --resume and --on-nan rollback "
                 "(or skip)"
             )
+        if not rolls_back:
+            return bad[0]
         if self.rollbacks >= self.config.max_rollbacks:
             raise NonFiniteError(
                 f"non-finite loss or update at {where} after {self.rollbacks} rollbacks "
@@ -188,6 +237,7 @@ def run_loop(
     on_eval: Callable[[Any, int], dict[str, float]] | None = None,
     description: str = "train",
     lr_scale: float = 1.0,
+    pending_metrics: list[dict[str, Any]] | None = None,
 ) -> tuple[Any, dict[str, float]]:
     """Trains from ``state.step`` to ``config.steps``; returns the final (plain) state and metrics.
 
@@ -208,6 +258,9 @@ def run_loop(
         logged with ``"split": "validation"`` (``metrics.jsonl``, TensorBoard) and returned with
         a ``validation_`` prefix in the final metrics.
       lr_scale: learning-rate multiplier left by earlier rollbacks (saved with each checkpoint).
+      pending_metrics: the metrics of the steps between the last log row and the restored
+        checkpoint (saved with it, :func:`pending_to_json`), so the next row averages the same
+        steps as an uninterrupted run's.
     """
     start = int(parallel.unplace(state).step)
     template = _abstract(state if parallel.kind != "pmap" else parallel.unplace(state))
@@ -215,7 +268,8 @@ def run_loop(
     set_aside_rows_after(config.workdir, start)
     writer = MetricsWriter(config.workdir)
     eval_writer = MetricsWriter(config.workdir, "validation") if on_eval is not None else None
-    pending: list[dict[str, jax.Array]] = []
+    pending: list[dict[str, Any]] = pending_from_json(pending_metrics)
+    timed_steps = 0  # steps run by this process since the last log row (for steps_per_sec)
     last: dict[str, float] = {}
     current = start
     interval_start = time.perf_counter()
@@ -232,7 +286,10 @@ def run_loop(
             raise NonFiniteError(f"refusing to save a non-finite state at step {at_step}")
         examples = {"examples_seen": at_step * config.batch_size, "data_position": at_step}
         meta = {**checkpoint_metadata, **examples, "lr_scale": lr_scale}
-        checkpointer.save(at_step, plain, meta)
+        checkpointer.save(at_step, plain, {**meta, "pending_metrics": pending_to_json(pending)})
+        writer.flush()
+        if eval_writer is not None:
+            eval_writer.flush()
 
     progress = tqdm(
         total=config.steps, initial=start, desc=description, unit="step", dynamic_ncols=True
@@ -248,17 +305,27 @@ def run_loop(
     try:
         while current < config.steps:
             if stop.signal_name:
-                if checkpointer.latest_step() != current and nonfinite.first_bad_step(None) is None:
+                latest = checkpointer.latest_step()
+                bad = nonfinite.first_bad_step(latest, rolls_back=False)  # "stop" raises here
+                if bad is None and latest != current:
                     save(current)
+                    latest = current
                 checkpointer.wait()
+                saved = (
+                    f"checkpoint {current} saved in {checkpointer.directory}"
+                    if latest == current
+                    else f"no checkpoint saved (non-finite update at step {bad}); the newest is "
+                    f"checkpoint {latest} in {checkpointer.directory}"
+                )
                 raise TrainingInterrupted(
-                    f"{stop.signal_name} at step {current}: checkpoint saved in "
-                    f"{checkpointer.directory}; re-run the same command with --resume to continue"
+                    f"{stop.signal_name} at step {current}: {saved}; re-run the same command "
+                    "with --resume to continue"
                 )
             state, metrics = train_step(state, parallel.put_batch(batches.batch(current)))
             current += 1
             nonfinite.record(current, metrics)
             pending.append(metrics)
+            timed_steps += 1
             progress.update(1)
             logs = current % config.log_every == 0 or current == config.steps
             samples = current % config.sample_every == 0 or current == config.steps
@@ -272,7 +339,9 @@ def run_loop(
                     state = restored.replace(**unscaled)
                     state = parallel.put_state(scale_learning_rate(state, lr_scale))
                     train_step = compile_step(None)  # the injected fault is transient
-                    current, pending = int(meta["step"]), []
+                    current = int(meta["step"])
+                    pending = pending_from_json(meta.get("pending_metrics"))
+                    timed_steps, interval_start = 0, time.perf_counter()
                     set_aside_rows_after(config.workdir, current)
                     warn(
                         f"genjax-models: warning: non-finite update at step {bad}: rolled back to "
@@ -284,9 +353,9 @@ def run_loop(
             if logs:
                 last = _mean_metrics(pending)
                 elapsed = time.perf_counter() - interval_start
-                last["steps_per_sec"] = len(pending) / max(elapsed, 1e-9)
+                last["steps_per_sec"] = timed_steps / max(elapsed, 1e-9)
                 last["devices"] = parallel.num_devices
-                pending, interval_start = [], time.perf_counter()
+                pending, timed_steps, interval_start = [], 0, time.perf_counter()
                 writer.write(current, last)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
             if samples:

@@ -72,12 +72,13 @@ def execute_run(
     if on_workdir_ready is not None:
         on_workdir_ready(train.workdir)
     with checkpointer_for(train.workdir, train.max_to_keep) as checkpointer:
-        lr_scale = 1.0
+        lr_scale, pending_metrics = 1.0, None
         if resuming:
             # Restore straight onto the current mesh (pmap states get their device axis after).
             target = state if parallel.kind == "pmap" else parallel.put_state(state)
             state, meta = checkpointer.restore(target)
             lr_scale = float(meta.get("lr_scale", 1.0))
+            pending_metrics = meta.get("pending_metrics")
             scaled = f", learning rate x{lr_scale:g} after rollbacks" if lr_scale != 1.0 else ""
             log(f"genjax-models: resuming {train.workdir} from step {int(state.step)}{scaled}")
         if int(state.step) >= train.steps:
@@ -95,6 +96,7 @@ def execute_run(
             on_eval=on_eval,
             description=f"{identity['kind']} {identity['dataset']} [{parallel.describe()}]",
             lr_scale=lr_scale,
+            pending_metrics=pending_metrics,
         )
 
 
