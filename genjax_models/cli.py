@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from genjax_models import __version__
 from genjax_models.cli_bench import BENCHMARKS
+from genjax_models.config_checks import seed_arg
 from genjax_models.configs import ON_NAN_POLICIES, GANConfig, TrainConfig, override
 
 # Channels of common image datasets; others take --set channels=N.
@@ -58,7 +59,7 @@ def _add_train_flags(
         "--steps", type=int, default=steps, help=f"training steps (default {steps})"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
     parser.add_argument("--log-every", type=int, default=50, help="steps between metric logs")
     parser.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
     parser.add_argument(
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample_gan.add_argument("--workdir", required=True)
     sample_gan.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
     sample_gan.add_argument("--out", default="samples.png", help="PNG path (default samples.png)")
-    sample_gan.add_argument("--seed", type=int, default=0)
+    sample_gan.add_argument("--seed", type=seed_arg, default=0)
     sample_gan.add_argument("--no-ema", action="store_true", help="use raw G params, not the EMA")
     sample_gan.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     sample_gan.add_argument(
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_gan = evaluate.add_parser("gan", help="Frechet distance and recognisable rate")
     eval_gan.add_argument("--workdir", required=True)
     eval_gan.add_argument("--num-samples", type=int, default=1000)
-    eval_gan.add_argument("--seed", type=int, default=0)
+    eval_gan.add_argument("--seed", type=seed_arg, default=0)
     eval_gan.add_argument("--data-dir", default=None)
     eval_gan.add_argument(
         "--classifier-workdir",
@@ -299,6 +300,8 @@ def _run_sample(args: argparse.Namespace) -> None:
     from genjax_models.train.gan_run import sample_gan_grid
     from genjax_models.train.images import save_image_grid
 
+    if os.path.isdir(args.out) or not args.out.lower().endswith(".png"):
+        raise UsageError(f"--out {args.out!r} is invalid: expected a .png file path")
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(
             f"--out {args.out} exists: pass --overwrite to replace it, or another --out"
@@ -385,7 +388,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteError as err:
         print(f"genjax-models: error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
-    except (UsageError, ValueError, FileNotFoundError, ImportError) as err:
+    except KeyboardInterrupt:  # before or between training steps (the loop handles its own)
+        if os.environ.get("GENJAX_MODELS_DEBUG"):
+            raise
+        print("genjax-models: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, ValueError, OSError, ImportError) as err:
         if os.environ.get("GENJAX_MODELS_DEBUG"):
             raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__

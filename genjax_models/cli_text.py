@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from genjax_models.config_checks import seed_arg
+
 TEXT_KIND = "text (NAME[@FEATURE],...)"
 
 
@@ -39,7 +41,7 @@ def add_text_commands(
         "--top-p", type=float, default=0.95, help="nucleus sampling mass (1 = off, default 0.95)"
     )
     generate.add_argument("--num", type=int, default=1, help="samples of the prompt (default 1)")
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--seed", type=seed_arg, default=0)
 
 
 def run_text_train(args: argparse.Namespace, train: Any, common: dict[str, Any]) -> None:

@@ -13,6 +13,31 @@ class ConfigError(ValueError):
     """A config field holds an invalid value; the message names the field and the fix."""
 
 
+MAX_SEED = 2**31 - 1
+"""The largest seed: every seed is a ``jax.random.PRNGKey`` argument (some are offset by a
+constant, e.g. the GAN's fixed sample noise), which must fit a C long on every platform."""
+
+
+def is_seed(value: Any) -> bool:
+    """``value`` is an int in ``[0, MAX_SEED]`` (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of every ``--seed`` flag: an integer in ``[0, MAX_SEED]``."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not is_seed(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is invalid: expected an integer in [0, {MAX_SEED}]"
+        )
+    return value
+
+
 def fail(cls: type, field: str, value: Any, expected: str) -> None:
     raise ConfigError(f"{cls.__name__}.{field}={value!r} is invalid: expected {expected}")
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from genjax_models.config_checks import (
     COMPUTE_DTYPES,
+    MAX_SEED,
     ConfigError,
     check_adam,
     check_choice,
@@ -21,6 +22,7 @@ from genjax_models.config_checks import (
     fail,
     is_finite_number,
     is_power_of_two,
+    is_seed,
 )
 from genjax_models.configs_text import (
     ACTIVATIONS,
@@ -203,8 +205,8 @@ class TrainConfig:
         at = self.inject_nan_at_step
         if at is not None and (isinstance(at, bool) or not isinstance(at, int) or at < 1):
             fail(type(self), "inject_nan_at_step", at, "None or a step >= 1")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            fail(type(self), "seed", self.seed, "a non-negative integer")
+        if not is_seed(self.seed):
+            fail(type(self), "seed", self.seed, f"an integer in [0, {MAX_SEED}]")
         if not isinstance(self.workdir, str) or not self.workdir:
             fail(type(self), "workdir", self.workdir, "a non-empty directory path")
 

@@ -149,3 +149,16 @@ def test_bench_command_runs_a_benchmark_script(tmp_path) -> None:
     assert result["cpu_runtime"] == "scratch reuse (cpu_runtime.py)"
     assert all(row["cached"]["tokens_per_sec"] > 0 for row in result["results"])
     assert all(row["cached"]["recompilations_after_warmup"] == 0 for row in result["results"])
+
+
+def test_ctrl_c_outside_the_training_loop_is_one_line(monkeypatch, capsys) -> None:
+    import genjax_models.cli as cli_module
+
+    def interrupted(args) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "_run_sample", interrupted)
+    code = cli_module.main(["sample", "gan", "--workdir", "w", "--out", "a.png"])
+    err = capsys.readouterr().err
+    assert code == cli_module.EXIT_INTERRUPTED == 130
+    assert err == "genjax-models: interrupted\n"

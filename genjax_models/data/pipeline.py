@@ -298,8 +298,11 @@ def prepared_builder(name: str, data_dir: str | os.PathLike[str] | None = None) 
 
     Raises:
       DatasetNotFoundError: ``name`` is unknown, or not prepared in ``data_dir``.
+      ValueError: ``data_dir`` is a file.
     """
     data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir or default_data_dir())))
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(f"data_dir {data_dir!r} is a file: pass a directory (--data-dir)")
     _import_tf()  # hide GPUs from TF before tfds imports it
     return _prepared_builder(_import_tfds(), name, data_dir)
 

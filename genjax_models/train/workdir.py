@@ -31,8 +31,19 @@ def read_run(workdir: str) -> dict[str, Any]:
             f"{workdir!r} is not a genjax-models run (no {RUN_FILE}): pass the --workdir of a "
             "finished or running `genjax-models train` command"
         )
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            run = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        run, reason = None, f"unreadable: {str(err).splitlines()[0]}"
+    else:
+        reason = "it has no 'identity' object"
+    if not isinstance(run, dict) or not isinstance(run.get("identity"), dict):
+        raise WorkdirError(
+            f"{path!r} is not a genjax-models run file ({reason}): choose another --workdir, "
+            "or pass --overwrite where the command has it (the directory is moved aside)"
+        )
+    return run
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
@@ -52,13 +63,29 @@ def _has_checkpoints(workdir: str) -> bool:
 
 def _move_aside(workdir: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    backup = f"{workdir.rstrip(os.sep)}.bak-{stamp}"
+    workdir = os.path.abspath(workdir)
+    backup = f"{workdir}.bak-{stamp}"
     suffix = 0
     while os.path.exists(backup):
         suffix += 1
-        backup = f"{workdir.rstrip(os.sep)}.bak-{stamp}-{suffix}"
+        backup = f"{workdir}.bak-{stamp}-{suffix}"
     shutil.move(workdir, backup)
     return backup
+
+
+def _check_creatable(workdir: str) -> None:
+    """A one-line error unless ``workdir`` is, or can be made in, a writable directory."""
+    ancestor = os.path.abspath(workdir)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise WorkdirError(
+            f"--workdir {workdir!r} cannot be created: {ancestor!r} is a file, not a directory"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise WorkdirError(
+            f"--workdir {workdir!r} cannot be written: no write permission in {ancestor!r}"
+        )
 
 
 def check_workdir(workdir: str, identity: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
@@ -71,6 +98,12 @@ def check_workdir(workdir: str, identity: dict[str, Any], *, resume: bool, overw
         raise WorkdirError("--resume and --overwrite contradict each other: pass one of them")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise WorkdirError(f"--workdir {workdir!r} is a file: choose a directory path")
+    _check_creatable(workdir)
+    if overwrite and os.path.isdir(workdir) and os.path.samefile(workdir, os.getcwd()):
+        raise WorkdirError(
+            f"--workdir {workdir!r} is the current directory, which --overwrite cannot move "
+            "aside: run from its parent directory or choose another --workdir"
+        )
     if not (os.path.isdir(workdir) and os.listdir(workdir)) or overwrite:
         if resume:
             raise WorkdirError(f"--resume given but {workdir!r} has no checkpoints to resume from")
@@ -125,6 +158,8 @@ def prepare_workdir(
         backup = _move_aside(workdir)
     if not resuming:
         os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, RUN_FILE), "w") as f:
+        path = os.path.join(workdir, RUN_FILE)
+        with open(path + ".tmp", "w") as f:  # renamed into place: never a half-written run.json
             json.dump({"identity": identity, "info": info or {}}, f, indent=2, sort_keys=True)
+        os.replace(path + ".tmp", path)
     return resuming, backup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,38 @@ def test_workdir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("not a directory")
     with pytest.raises(WorkdirError, match="is a file: choose a directory"):
         check_workdir(str(path), IDENTITY, resume=False, overwrite=False)
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [('{"name": "my experiment"}', "it has no 'identity' object"), ("{", "unreadable: Expect")],
+)
+def test_foreign_or_damaged_run_file_is_a_clear_error(tmp_path: Path, text, reason) -> None:
+    from genjax_models.train.workdir import read_run
+
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "run.json").write_text(text)
+    message = re.escape(f"run.json' is not a genjax-models run file ({reason}")
+    with pytest.raises(WorkdirError, match=message):
+        check_workdir(str(workdir), IDENTITY, resume=False, overwrite=False)
+    with pytest.raises(WorkdirError, match=message):
+        read_run(str(workdir))
+    assert (workdir / "run.json").read_text() == text
+    assert prepare_workdir(str(workdir), IDENTITY, resume=False, overwrite=True)[1] is not None
+
+
+def test_overwrite_of_the_current_directory_is_refused(tmp_path: Path, monkeypatch) -> None:
+    prepare_workdir(str(tmp_path), IDENTITY, resume=False, overwrite=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WorkdirError, match="'.' is the current directory"):
+        check_workdir(".", IDENTITY, resume=False, overwrite=True)
+    assert json.loads((tmp_path / "run.json").read_text())["identity"] == IDENTITY
+
+
+def test_a_relative_workdir_is_moved_aside_next_to_itself(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    prepare_workdir("run/", IDENTITY, resume=False, overwrite=False)
+    _, backup = prepare_workdir("run/", IDENTITY, resume=False, overwrite=True)
+    assert Path(backup).parent == tmp_path and Path(backup).name.startswith("run.bak-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", Path(backup).name])
