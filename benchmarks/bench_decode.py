@@ -15,7 +15,6 @@ Writes ``benchmarks/results/decode-<platform>-<date>.json``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import statistics
@@ -39,7 +38,13 @@ from genjax_models.models.transformer import (
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_seq2seq import SIZES, synthetic_batch  # noqa: E402
-from common import compiled_count, device_facts, write_result  # noqa: E402
+from common import (  # noqa: E402
+    argument_parser,
+    compiled_count,
+    device_facts,
+    positive_int,
+    write_result,
+)
 
 
 def _no_eos(step_fn):
@@ -102,13 +107,13 @@ def time_decode_pair(model, params, inputs, repeats: int, **kwargs) -> tuple[dic
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--source-length", type=int, default=32)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 256])
-    parser.add_argument("--beam-size", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--source-length", type=positive_int, default=32)
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[32, 128, 256])
+    parser.add_argument("--beam-size", type=positive_int, default=4)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory

@@ -32,10 +32,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     TORCH_WARMUP_STEPS,
     Prepared,
+    add_devices_flag,
+    argument_parser,
+    check_devices,
     device_facts,
+    devices_tag,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
+    positive_int,
     prepare_train_step,
     time_against_torch,
     torch_device,
@@ -44,7 +49,7 @@ from common import (  # noqa: E402
 )
 
 
-def prepare_jax(config: GANConfig, batch_size: int) -> Prepared:
+def prepare_jax(config: GANConfig, batch_size: int, devices: int | None = None) -> Prepared:
     generator, discriminator = make_dcgan(config)
     tx = optax.adam(2e-4, b1=0.5)
     state = init_gan_state(
@@ -53,7 +58,7 @@ def prepare_jax(config: GANConfig, batch_size: int) -> Prepared:
     gan_step = make_gan_step(generator, discriminator, loss=config.loss)
     images = np.random.default_rng(0).uniform(-1, 1, (batch_size, *config.image_shape))
     batch = {"image": jnp.asarray(images, jnp.float32)}
-    prepared = prepare_train_step(gan_step, state, batch)
+    prepared = prepare_train_step(gan_step, state, batch, devices)
 
     def facts() -> dict:
         timing = prepared.facts()
@@ -100,28 +105,30 @@ def make_config(args: argparse.Namespace) -> GANConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = argument_parser(__doc__)
+    parser.add_argument("--width", type=positive_int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
-    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--steps", type=positive_int, default=10, help="steps per timed window")
+    parser.add_argument("--windows", type=positive_int, default=5)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--no-torch", action="store_true")
+    add_devices_flag(parser)
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
+    check_devices(args.devices)
 
     config = make_config(args)
     device = jax.devices()[0]
     ours, reference = time_against_torch(
-        prepare_jax(config, args.batch_size),
-        None if args.no_torch else prepare_torch(config, args.batch_size),
+        prepare_jax(config, args.batch_size, args.devices),
+        None if args.no_torch or args.devices else prepare_torch(config, args.batch_size),
         args.steps,
         args.windows,
     )
     gemm = measured_gemm(args.dtype)
-    peak, peak_source = peak_flops(args.dtype, gemm)
+    peak, peak_source = peak_flops(args.dtype, gemm, args.devices)
     flops = gan_train_flops(config, args.batch_size)
     achieved = flops * ours["steps_per_sec"]
     result = {
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         **device_facts(),
         "command": "python benchmarks/bench_gan.py " + " ".join(argv or sys.argv[1:]),
         "config": {**dataclasses.asdict(config), "batch_size": args.batch_size},
+        "devices_used": args.devices or 1,
         "jax": ours,
         "images_per_sec": ours["steps_per_sec"] * args.batch_size,
         "model_flops_per_step": flops,
@@ -163,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
     batch_tag = "" if args.batch_size == 64 else f"-b{args.batch_size}"
-    write_result(result, f"gan-w{args.width}-{args.dtype}{batch_tag}", args.out)
+    name = f"gan-w{args.width}-{args.dtype}{batch_tag}{devices_tag(args.devices)}"
+    write_result(result, name, args.out)
     return result
 
 

@@ -12,7 +12,6 @@ reported, recompilations after warm-up, and greedy KV-cache generation tokens/s.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import statistics
@@ -35,11 +34,16 @@ from genjax_models.train.state import init_train_state
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     Prepared,
+    add_devices_flag,
+    argument_parser,
+    check_devices,
     compare_windows,
     device_facts,
+    devices_tag,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
+    positive_int,
     prepare_train_step,
     write_result,
 )
@@ -57,7 +61,7 @@ def synthetic_rows(batch: int, length: int, vocab: int, seed: int = 0) -> dict[s
     return {"inputs": rows.astype(np.int32)}
 
 
-def prepare_jax(config: LMConfig, batch: dict) -> Prepared:
+def prepare_jax(config: LMConfig, batch: dict, devices: int | None = None) -> Prepared:
     """The compiled, warmed-up LM training step on ``batch``; its ``facts()`` add the initial
     ``params`` (for the generation timing) and ``parameters`` (their count)."""
     model = make_lm(config)
@@ -65,7 +69,7 @@ def prepare_jax(config: LMConfig, batch: dict) -> Prepared:
     tx = transformer_optimizer(TransformerOptimConfig())
     state = init_train_state(jax.random.PRNGKey(0), model, tx, batch["inputs"][:1])
     params = jax.tree.map(jnp.copy, state.params)
-    prepared = prepare_train_step(make_lm_step(model), state, batch)
+    prepared = prepare_train_step(make_lm_step(model), state, batch, devices)
 
     def facts() -> dict:
         timing = prepared.facts()
@@ -108,20 +112,22 @@ def _no_eos(step_fn, cache, tokens):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--length", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
-    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--length", type=positive_int, default=256)
+    parser.add_argument("--steps", type=positive_int, default=5, help="steps per timed window")
+    parser.add_argument("--windows", type=positive_int, default=5)
     parser.add_argument("--generate", type=int, default=128, help="tokens per row to generate")
     parser.add_argument(
         "--attention", choices=["xla", "cudnn"], default="xla", help="LMConfig.attention"
     )
+    add_devices_flag(parser)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
+    check_devices(args.devices)
 
     config = LMConfig(
         **SIZES[args.size],
@@ -131,11 +137,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     facts = device_facts()
     batch = synthetic_rows(args.batch_size, args.length, config.vocab_size)
-    (timing,) = compare_windows([prepare_jax(config, batch)], args.steps, args.windows)
+    (timing,) = compare_windows(
+        [prepare_jax(config, batch, args.devices)], args.steps, args.windows
+    )
     params = timing.pop("params")
     parameters = timing.pop("parameters")
     gemm = measured_gemm(args.dtype)
-    peak, peak_source = peak_flops(args.dtype, gemm)
+    peak, peak_source = peak_flops(args.dtype, gemm, args.devices)
     flops = lm_train_flops(config, args.batch_size, args.length)
     achieved = flops * timing["steps_per_sec"]
     generate = generation_tokens_per_sec(make_lm(config), params, args.batch_size, args.generate)
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
             "length": args.length,
         },
         "parameters": parameters,
+        "devices_used": args.devices or 1,
         "jax": timing,
         "tokens_per_sec": timing["steps_per_sec"] * args.batch_size * args.length,
         "model_flops_per_step": flops,
@@ -174,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print(f"greedy generation with the KV cache: {generate:.0f} tokens/s")
     variant = "" if args.attention == "xla" else f"-{args.attention}"
+    variant += devices_tag(args.devices)
     write_result(result, f"lm-{args.size}-{args.dtype}{variant}", args.out)
     return result
 

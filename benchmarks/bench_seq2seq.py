@@ -36,10 +36,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     TORCH_WARMUP_STEPS,
     Prepared,
+    add_devices_flag,
+    argument_parser,
+    check_devices,
     device_facts,
+    devices_tag,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
+    positive_int,
     prepare_train_step,
     time_against_torch,
     torch_device,
@@ -66,14 +71,14 @@ def synthetic_batch(batch: int, length: int, vocab: int, seed: int = 0) -> dict[
     return {"inputs": tokens[0], "targets": tokens[1]}
 
 
-def prepare_jax(config: TransformerConfig, batch: dict) -> Prepared:
+def prepare_jax(config: TransformerConfig, batch: dict, devices: int | None = None) -> Prepared:
     model = make_transformer(config)
     example = np.zeros((1, 1), np.int32)
     tx = transformer_optimizer(TransformerOptimConfig())
     state = init_train_state(jax.random.PRNGKey(0), model, tx, (example, example))
     step = make_seq2seq_step(model)
     batch = jax.device_put(batch)
-    prepared = prepare_train_step(step, state, batch)
+    prepared = prepare_train_step(step, state, batch, devices)
 
     def facts() -> dict:
         timing = prepared.facts()
@@ -124,34 +129,36 @@ def make_config(args: argparse.Namespace) -> TransformerConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--length", type=int, default=64, help="source and target length")
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
-    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--length", type=positive_int, default=64, help="source and target length")
+    parser.add_argument("--steps", type=positive_int, default=5, help="steps per timed window")
+    parser.add_argument("--windows", type=positive_int, default=5)
     parser.add_argument(
         "--attention", choices=["xla", "cudnn"], default="xla", help="TransformerConfig.attention"
     )
     parser.add_argument("--dropout", type=float, default=0.1, help="residual/MLP dropout rate")
     parser.add_argument("--attention-dropout", type=float, default=0.1)
     parser.add_argument("--no-torch", action="store_true")
+    add_devices_flag(parser)
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
+    check_devices(args.devices)
 
     config = make_config(args)
     facts = device_facts()
     batch = synthetic_batch(args.batch_size, args.length, config.vocab_size)
     ours, reference = time_against_torch(
-        prepare_jax(config, batch),
-        None if args.no_torch else prepare_torch(config, batch),
+        prepare_jax(config, batch, args.devices),
+        None if args.no_torch or args.devices else prepare_torch(config, batch),
         args.steps,
         args.windows,
     )
     gemm = measured_gemm(args.dtype)
-    peak, peak_source = peak_flops(args.dtype, gemm)
+    peak, peak_source = peak_flops(args.dtype, gemm, args.devices)
     flops = transformer_train_flops(config, args.batch_size, args.length, args.length)
     achieved = flops * ours["steps_per_sec"]
     tokens_per_step = 2 * args.batch_size * args.length
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size": args.batch_size,
             "length": args.length,
         },
+        "devices_used": args.devices or 1,
         "jax": ours,
         "tokens_per_sec": ours["steps_per_sec"] * tokens_per_step,
         "model_flops_per_step": flops,
@@ -197,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
     variant = "" if args.attention == "xla" else f"-{args.attention}"
+    variant += devices_tag(args.devices)
     write_result(result, f"seq2seq-{args.size}-{args.dtype}{variant}", args.out)
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import json
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from genjax_models.cpu_runtime import cpu_runtime_configured
 
@@ -45,6 +47,33 @@ def timed_windows(run_steps: Callable[[int], None], steps: int, windows: int) ->
     return rates
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+PROG: str | None = None
+"""The program name in usage and errors: set to ``genjax-models`` by ``genjax-models bench``
+(None: the script's file name)."""
+
+
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark script's parser (description: the first line of ``doc``) whose errors are
+    one line, as the ``genjax-models`` CLI's are."""
+    return _OneLineParser(prog=PROG, description=doc.splitlines()[0] if doc else None)
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be >= 1 (steps, windows, batch sizes, lengths)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected an integer >= 1")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """A compiled, warmed-up workload: ``run(n)`` runs ``n`` steps and blocks on the last result;
@@ -56,9 +85,35 @@ class Prepared:
     hlo_text: Callable[[], str] | None = None
 
 
-def prepare_train_step(step: Callable, state, batch) -> Prepared:
+def add_devices_flag(parser: argparse.ArgumentParser) -> None:
+    """``--devices N``: data-parallel over N devices (checked with :func:`check_devices`)."""
+    parser.add_argument(
+        "--devices",
+        type=positive_int,
+        default=None,
+        help="data-parallel over N devices (jit + NamedSharding, the batch split over them; "
+        "default: one device, no mesh); the PyTorch reference is single-device and is skipped",
+    )
+
+
+def check_devices(devices: int | None) -> None:
+    """A one-line error before any work when ``--devices`` exceeds the devices present."""
+    if devices is not None:
+        from genjax_models.train.parallel import make_mesh
+
+        make_mesh(devices)
+
+
+def devices_tag(devices: int | None) -> str:
+    """The result-file suffix of a ``--devices N`` run (``-dN``; none for one device)."""
+    return "" if devices is None else f"-d{devices}"
+
+
+def prepare_train_step(step: Callable, state, batch, devices: int | None = None) -> Prepared:
     """Compiles ``jit_step(step)`` for ``state`` and one ``batch`` ahead of time (so the compile
     time and XLA's FLOP count are of the exact program that is timed) and runs 3 warm-up steps.
+    With ``devices``, the step is ``DataParallel("jit")`` over that many devices instead (state
+    replicated, ``batch`` split over them).
 
     ``facts()`` gives ``compile_seconds``, ``xla_flops_per_step`` (nan if the backend does not
     say), ``recompilations_after_warmup``, ``jit_programs_after_warmup`` (1: the warm-up steps
@@ -67,7 +122,15 @@ def prepare_train_step(step: Callable, state, batch) -> Prepared:
     """
     from genjax_models.train.steps import jit_step
 
-    train_step = jit_step(step)
+    if devices is None:
+        train_step = jit_step(step)
+    else:
+        from genjax_models.train.parallel import DataParallel, make_mesh
+
+        plan = DataParallel("jit", make_mesh(devices))
+        train_step = plan.wrap(step)
+        state = plan.put_state(state)
+        batch = plan.put_batch({k: np.asarray(v) for k, v in batch.items()})
     start = time.perf_counter()
     compiled = train_step.lower(state, batch).compile()
     compile_seconds = time.perf_counter() - start
@@ -180,14 +243,19 @@ def measured_gemm(dtype: str) -> dict:
     return {"size": 8192, "dtype": dtype, "flops_per_sec": rate}
 
 
-def peak_flops(dtype: str, gemm: dict) -> tuple[float | None, str]:
-    """``(peak FLOP/s, where it comes from)``: the data-sheet peak of a known accelerator, or on
-    CPU the rate of ``gemm`` (from :func:`measured_gemm`: CPU "MFU" is a fraction of a big GEMM)."""
+def peak_flops(dtype: str, gemm: dict, devices: int | None = None) -> tuple[float | None, str]:
+    """``(peak FLOP/s, where it comes from)``: the data-sheet peak of a known accelerator (times
+    ``devices`` for a data-parallel run), or on CPU the rate of ``gemm`` (from
+    :func:`measured_gemm`: CPU "MFU" is a fraction of a big GEMM; simulated CPU devices share
+    the same cores, so it is not multiplied)."""
     device = jax.devices()[0]
     if device.platform == "cpu":
         return gemm["flops_per_sec"], f"measured {gemm['size']}^3 {gemm['dtype']} matmul"
     peak = PEAK_FLOPS.get(device.device_kind, {}).get(dtype)
-    return peak, ("data sheet" if peak else f"unknown device {device.device_kind!r}")
+    if peak is None:
+        return None, f"unknown device {device.device_kind!r}"
+    count = devices or 1
+    return peak * count, "data sheet" + (f" x {count} devices" if count > 1 else "")
 
 
 def torch_device(torch) -> str:

@@ -38,8 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_seq2seq import SIZES  # noqa: E402
 from common import (  # noqa: E402
     Prepared,
+    argument_parser,
     compare_windows,
     device_facts,
+    positive_int,
     torch_device,
     torch_facts,
     write_result,
@@ -148,11 +150,11 @@ def measure_row(name: str, sizes: dict[str, int], windows: int, torch) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--length", type=int, default=64)
-    parser.add_argument("--windows", type=int, default=7)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--length", type=positive_int, default=64)
+    parser.add_argument("--windows", type=positive_int, default=7)
     parser.add_argument("--rows", nargs="+", choices=list(SHAPE_ROWS), default=list(SHAPE_ROWS))
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=None)

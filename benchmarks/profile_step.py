@@ -33,7 +33,14 @@ import jax
 from genjax_models.cpu_runtime import configure_cpu_runtime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, Prepared, device_facts, write_result  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS,
+    Prepared,
+    argument_parser,
+    device_facts,
+    positive_int,
+    write_result,
+)
 from profiling import HloIndex, breakdown, format_breakdown, op_executions  # noqa: E402
 
 
@@ -81,20 +88,22 @@ def read_text(path: str) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("workload", nargs="?", choices=["seq2seq", "lm", "gan"], default=None)
     parser.add_argument("--xplane", default=None, help="analyse this trace instead of running")
     parser.add_argument("--hlo", default=None, help="optimized HLO text of the traced step")
-    parser.add_argument("--steps", type=int, default=3, help="steps traced (or in --xplane)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=3, help="steps traced (or in --xplane)"
+    )
     parser.add_argument("--top", type=int, default=15, help="rows of the part and op tables")
     parser.add_argument("--size", choices=["small", "base"], default="small")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--length", type=positive_int, default=64)
     parser.add_argument("--attention", choices=["xla", "cudnn"], default="xla")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--attention-dropout", type=float, default=0.1)
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--width", type=positive_int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)

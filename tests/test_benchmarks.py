@@ -120,3 +120,66 @@ def test_torch_seq2seq_reference_refuses_configs_it_does_not_implement(bench) ->
     for name, value in [("activation", "gelu"), ("share_embeddings", False)]:
         with pytest.raises(ValueError, match=f"{name}=.*--no-torch"):
             make_step(dataclasses.replace(config, **{name: value}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, argv, per_step",
+    [
+        ("gan", ["--width", "8"], None),
+        ("seq2seq", ["--length", "8", "--dropout", "0"], 2 * 8),
+        ("lm", ["--length", "16", "--generate", "8"], 16),
+    ],
+)
+def test_bench_devices_runs_data_parallel(tmp_path, name, argv, per_step) -> None:
+    """``genjax-models bench NAME --devices 2`` on two simulated CPU devices: the batch is split
+    over a two-device mesh, no PyTorch reference, 0 recompilations, ``-d2`` in the file name."""
+    import os
+
+    out = tmp_path / f"{name}-d2.json"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    common = ["--batch-size", "4", "--steps", "2", "--windows", "2", "--devices", "2"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genjax_models.cli",
+            "bench",
+            name,
+            *argv,
+            *common,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["devices_used"] == 2 and result["device_count"] == 2
+    assert result["jax"]["recompilations_after_warmup"] == 0
+    assert result["jax"]["jit_programs_after_warmup"] == 1
+    assert result.get("torch") is None and result.get("jax_over_torch") is None
+    if per_step:
+        rate = result["tokens_per_sec"] / result["jax"]["steps_per_sec"]
+        assert rate == pytest.approx(4 * per_step)
+
+
+def test_bench_flag_errors_are_one_line_before_any_work() -> None:
+    for argv, needle in [
+        (["gan", "--devices", "2"], "devices=2 but only 1 cpu device(s) are available"),
+        (["seq2seq", "--steps", "0"], "argument --steps: '0' is invalid: expected an integer >= 1"),
+        (["decode", "--beam-size", "0"], "argument --beam-size: '0' is invalid"),
+        (["lm", "--size", "huge"], "argument --size: invalid choice: 'huge'"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "genjax_models.cli", "bench", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (argv, done.stderr[-2000:])
+        assert lines[0].startswith("genjax-models: error: ") and needle in lines[0], lines

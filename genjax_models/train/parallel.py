@@ -165,7 +165,12 @@ class DataParallel:
                 with jax.set_mesh(self.mesh):
                     return jitted(state, batch)
 
+            def lower(state: Any, batch: Any) -> Any:  # ahead-of-time, as jax.jit's .lower
+                with jax.set_mesh(self.mesh):
+                    return jitted.lower(state, batch)
+
             under_mesh._cache_size = jitted._cache_size  # type: ignore[attr-defined]
+            under_mesh.lower = lower  # type: ignore[attr-defined]
             return under_mesh
         if self.kind == "shard_map":
             mapped = jax.shard_map(
