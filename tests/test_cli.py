@@ -58,11 +58,23 @@ def test_train_then_sample_then_eval(cli, tiny_gan_flags, tmp_path: Path) -> Non
         "eval", "gan", "--workdir", str(workdir), "--num-samples", "64", "--classifier-steps", "20"
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads((workdir / "eval.json").read_text())
-    assert result["step"] == 8 and result["num_samples"] == 64
-    assert result["frechet_distance"] > 0
+    result = json.loads((workdir / "eval_n64_seed0.json").read_text())
+    assert result["step"] == 8 and result["num_samples"] == 64 and result["seed"] == 0
+    assert result["frechet_distance"] > 0 and result["classifier_steps"] == 20
     assert 0.0 <= result["recognisable_rate"] <= 1.0
     assert json.loads(done.stdout[done.stdout.index("{") :]) == result
+    # Other settings get their own file; the existing classifier is reused and says so.
+    done = cli(
+        "eval", "gan", "--workdir", str(workdir), "--num-samples", "32", "--seed", "3",
+        "--classifier-steps", "40",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "trained for 20 steps (--classifier-steps 40 applies only when" in done.stdout
+    other = json.loads((workdir / "eval_n32_seed3.json").read_text())
+    assert other["num_samples"] == 32 and other["seed"] == 3 and other["classifier_steps"] == 20
+    assert json.loads((workdir / "eval_n64_seed0.json").read_text()) == result  # kept
+    done = cli("eval", "gan", "--workdir", str(workdir), "--classifier-steps", "0")
+    assert done.returncode == 2 and "--classifier-steps 0 is invalid" in done.stderr
 
     # A conflicting run in the same workdir is refused; --overwrite keeps the old one aside.
     done = cli("train", "gan", "--workdir", str(workdir), "--steps", "8", "--seed", "1", *flags)

@@ -74,7 +74,7 @@ def test_conditional_gan_trains_samples_by_label_and_evaluates(
         "eval", "gan", "--workdir", str(workdir), "--num-samples", "40", "--classifier-steps", "10"
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads((workdir / "eval.json").read_text())
+    result = json.loads((workdir / "eval_n40_seed0.json").read_text())
     assert 0.0 <= result["label_agreement"] <= 1.0 and result["frechet_distance"] > 0
 
 

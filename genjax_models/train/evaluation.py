@@ -21,7 +21,7 @@ from genjax_models.metrics import frechet_distance, recognisable_rate
 from genjax_models.train.classifier_run import classify, load_classifier, train_classifier
 from genjax_models.train.gan_run import GANRun, generate_images, load_gan
 from genjax_models.train.parallel import DataParallel, make_mesh
-from genjax_models.train.workdir import RUN_FILE
+from genjax_models.train.workdir import RUN_FILE, _has_checkpoints
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"
 EVAL_CLASSIFIER_STEPS = 600
@@ -37,7 +37,17 @@ def ensure_eval_classifier(
     steps: int = EVAL_CLASSIFIER_STEPS,
     log: Callable[[str], None] = print,
 ):
-    """Loads the classifier run in ``workdir``, training it for ``steps`` first when there is none."""
+    """Loads the classifier run in ``workdir``, training it for ``steps`` first when there is none.
+
+    An existing classifier is used as it is (its own step count is in its ``test_metrics.json``
+    and reported by :func:`evaluate_gan`); one whose training stopped before its first
+    checkpoint is a one-line error.
+    """
+    if os.path.exists(os.path.join(workdir, RUN_FILE)) and not _has_checkpoints(workdir):
+        raise ValueError(
+            f"{workdir!r} holds an evaluation classifier whose training stopped before its first "
+            "checkpoint: delete that directory or pass another --classifier-workdir"
+        )
     if not os.path.exists(os.path.join(workdir, RUN_FILE)):
         log(f"genjax-models: training the evaluation classifier into {workdir}")
         config = ClassifierConfig(
@@ -127,7 +137,8 @@ def evaluate_gan(
     data_dir: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Evaluates the latest checkpoint in ``workdir`` and writes ``DIR/eval.json``.
+    """Evaluates the latest checkpoint in ``workdir`` and writes ``DIR/eval.json`` (for other
+    ``num_samples``/``seed``, ``DIR/eval_n<num_samples>_seed<seed>.json``: :func:`eval_file_name`).
 
     The classifier comes from ``classifier_workdir`` (default ``DIR/eval_classifier``, trained on
     first use, for ``classifier_steps``). Also reports the Frechet distance between
@@ -139,6 +150,12 @@ def evaluate_gan(
 
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples={num_samples!r} is invalid: expected an integer >= 2")
+    if isinstance(classifier_steps, bool) or not isinstance(classifier_steps, int):
+        classifier_steps = -1
+    if classifier_steps < 1:
+        raise ValueError(
+            f"--classifier-steps {classifier_steps} is invalid: expected an integer >= 1"
+        )
     run = load_gan(workdir)
     dataset = run.identity["dataset"]
     data_dir = data_dir or run.info.get("data_dir")
@@ -155,6 +172,13 @@ def evaluate_gan(
         steps=classifier_steps,
         log=log,
     )
+    classifier_trained = int(classifier.state.step)
+    if classifier_trained != classifier_steps:
+        log(
+            f"genjax-models: using the evaluation classifier in {classifier.workdir}, trained for "
+            f"{classifier_trained} steps (--classifier-steps {classifier_steps} applies only when "
+            "it is trained: pass another --classifier-workdir for a new one)"
+        )
     classifier_result = _read_json(os.path.join(classifier.workdir, "test_metrics.json"))
     quality = gan_quality(run, classifier, test.images, num_samples=num_samples, seed=seed)
     _, train_features = classify(classifier.model, classifier.state, train.images)
@@ -167,8 +191,20 @@ def evaluate_gan(
         **quality,
         "real_train_vs_test_frechet_distance": floor,
         "real_train_images_in_floor": floor_rows,
+        "seed": seed,
+        "classifier_workdir": os.path.abspath(classifier.workdir),
+        "classifier_steps": classifier_trained,
         "classifier_test_accuracy": classifier_result.get("test_accuracy"),
     }
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
+    with open(os.path.join(workdir, eval_file_name(num_samples, seed)), "w") as f:
         json.dump(result, f, indent=2)
     return result
+
+
+def eval_file_name(num_samples: int, seed: int) -> str:
+    """``eval.json`` for the default settings (1,000 samples, seed 0), else
+    ``eval_n<num_samples>_seed<seed>.json``: an evaluation with other settings never replaces
+    another's result (re-running the same settings reproduces the same numbers)."""
+    if (num_samples, seed) == (1000, 0):
+        return "eval.json"
+    return f"eval_n{num_samples}_seed{seed}.json"

@@ -277,6 +277,15 @@ def load_seq2seq(workdir: str) -> Seq2SeqRun:
     )
 
 
+def eval_file_name(split: str, beam_size: int, length_penalty: float, limit: int | None) -> str:
+    """``eval_<split>_beam<k>[_lp<penalty>][_limit<n>].json``: the length penalty is named when
+    it matters (beam > 1) and is not the default 0.6, the limit when one is given, so an
+    evaluation with other settings never replaces another's result."""
+    penalty = "" if beam_size == 1 or length_penalty == 0.6 else f"_lp{length_penalty:g}"
+    limited = "" if limit is None else f"_limit{limit}"
+    return f"eval_{split}_beam{beam_size}{penalty}{limited}.json"
+
+
 def evaluate_seq2seq(
     workdir: str,
     *,
@@ -289,8 +298,7 @@ def evaluate_seq2seq(
 ) -> dict[str, Any]:
     """Corpus BLEU and exact match of the run's translations of ``split``.
 
-    Written to ``DIR/eval_<split>_beam<k>.json`` (``..._limit<n>.json`` for the first ``limit``
-    examples) and returned, with a few example translations.
+    Written to ``DIR/`` :func:`eval_file_name` and returned, with a few example translations.
     """
     check_decoding_args(beam_size, length_penalty)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -316,6 +324,7 @@ def evaluate_seq2seq(
         "split": split,
         "examples": count,
         "beam_size": beam_size,
+        "length_penalty": length_penalty,
         "step": int(run.state.step),
         "bleu": corpus_bleu(hypotheses, references),
         "exact_match": exact_match(hypotheses, references),
@@ -325,9 +334,7 @@ def evaluate_seq2seq(
             for i in range(min(5, count))
         ],
     }
-    # a --limit evaluation gets its own file: it never replaces the whole split's result
-    suffix = "" if limit is None else f"_limit{limit}"
-    path = os.path.join(workdir, f"eval_{split}_beam{beam_size}{suffix}.json")
+    path = os.path.join(workdir, eval_file_name(split, beam_size, length_penalty, limit))
     with open(path, "w") as f:
         json.dump(result, f, indent=2, ensure_ascii=False)
     log(f"genjax-models: wrote {path}")

@@ -50,3 +50,13 @@ def test_training_halves_the_frechet_distance(
     assert after["frechet_distance"] < 0.5 * before["frechet_distance"]
     assert after["recognisable_rate"] > before["recognisable_rate"]
     assert 0.05 < metrics["d_real"] < 0.999  # the game is still being played, D has not won
+
+
+def test_an_evaluation_classifier_stopped_before_its_first_checkpoint_is_refused(
+    tmp_path,
+) -> None:
+    from genjax_models.train.evaluation import ensure_eval_classifier
+
+    (tmp_path / "run.json").write_text('{"identity": {"kind": "classifier"}}')
+    with pytest.raises(ValueError, match="stopped before its first checkpoint: delete that"):
+        ensure_eval_classifier("digits", (32, 32, 1), 10, str(tmp_path), log=lambda _: None)

@@ -70,6 +70,15 @@ def test_eval_writes_bleu_and_exact_match(cli, runs) -> None:
     assert result["examples"] == 20 and result["beam_size"] == 2 and result["step"] == 12
     assert 0.0 <= result["bleu"] <= 100.0 and 0.0 <= result["exact_match"] <= 1.0
     assert result["samples"][0]["reference"]  # French words of the first test number
+    assert result["length_penalty"] == 0.6
+    done = cli(
+        "eval", "seq2seq", "--workdir", str(runs["whole"]), "--split", "test", "--limit", "20",
+        "--beam-size", "2", "--length-penalty", "1.5",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    other = json.loads((runs["whole"] / "eval_test_beam2_lp1.5_limit20.json").read_text())
+    assert other["length_penalty"] == 1.5 and other["examples"] == 20
+    assert json.loads((runs["whole"] / "eval_test_beam2_limit20.json").read_text()) == result
 
 
 @pytest.mark.slow
