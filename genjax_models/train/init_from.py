@@ -117,6 +117,28 @@ def merge_matching_params(target: PyTree, source: PyTree) -> tuple[PyTree, Resto
     return params, report
 
 
+INIT_SOURCE_KINDS = ("seq2seq", "span_corruption", "lm")
+"""Run kinds whose params a seq2seq run can start from (``--init-from``)."""
+
+
+def check_init_source(workdir: str) -> None:
+    """One-line errors, before any data is read or model built, when ``workdir`` cannot be an
+    ``--init-from`` source: not a run, a run of another kind, or a run with no checkpoint."""
+    from genjax_models.train.workdir import _has_checkpoints
+
+    kind = read_run(workdir)["identity"].get("kind")
+    if kind not in INIT_SOURCE_KINDS:
+        raise ValueError(
+            f"{workdir!r} holds a {kind!r} run: --init-from needs a "
+            f"{', '.join(INIT_SOURCE_KINDS[:-1])} or {INIT_SOURCE_KINDS[-1]} run"
+        )
+    if not _has_checkpoints(workdir):
+        raise ValueError(
+            f"{workdir!r} holds a {kind} run with no checkpoint yet: train it first "
+            "(or wait for its first checkpoint)"
+        )
+
+
 def load_checkpoint_params(workdir: str) -> tuple[PyTree, int]:
     """``(params, step)`` of the latest checkpoint of any run in ``workdir`` (no target needed).
 

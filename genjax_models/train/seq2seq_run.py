@@ -24,14 +24,14 @@ from genjax_models.configs import (
 )
 from genjax_models.metrics import corpus_bleu, exact_match
 from genjax_models.models.transformer import EncoderDecoder, make_transformer
-from genjax_models.train.init_from import init_params_from, write_report
+from genjax_models.train.init_from import check_init_source, init_params_from, write_report
 from genjax_models.train.optimizers import transformer_optimizer
 from genjax_models.train.parallel import DataParallel
 from genjax_models.train.runs import execute_run, restore_run, run_identity
 from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
 from genjax_models.train.state import TrainState, init_train_state
 from genjax_models.train.translation import check_decoding_args, translate_ids
-from genjax_models.train.workdir import check_workdir, read_run
+from genjax_models.train.workdir import check_workdir
 
 DEFAULT_DATASET = "number_words/en_fr"
 TOKENIZER_FILE = "tokenizer.json"
@@ -189,7 +189,7 @@ def train_seq2seq(
     if train_split != "train":
         identity["train_split"] = train_split
     if init_from is not None:
-        read_run(init_from)  # a clear error now if it is not a run
+        check_init_source(init_from)  # not a run, another kind, no checkpoint: errors now
         identity["init_from"] = os.path.abspath(init_from)
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)

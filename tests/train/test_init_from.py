@@ -88,3 +88,28 @@ def test_init_from_a_wider_model_is_a_shape_error(tmp_path) -> None:
     fresh = init_seq2seq_state(TINY, TransformerOptimConfig(), seed=0).params
     with pytest.raises(ParameterShapeError, match="has shape"):
         init_params_from(fresh, str(tmp_path / "pretrained"))
+
+
+@pytest.mark.parametrize(
+    "kind, checkpoint, message",
+    [
+        ("gan", True, "holds a 'gan' run: --init-from needs a seq2seq, span_corruption or lm run"),
+        ("lm", False, "holds a lm run with no checkpoint yet: train it first"),
+    ],
+)
+def test_a_wrong_init_source_is_refused_before_any_data_is_read(
+    tmp_path, monkeypatch, kind, checkpoint, message
+) -> None:
+    from genjax_models.train import seq2seq_run
+
+    source = tmp_path / "source"
+    (source / "checkpoints" / ("4" if checkpoint else "tmp")).mkdir(parents=True)
+    (source / "run.json").write_text(json.dumps({"identity": {"kind": kind}}))
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was read before the --init-from source was checked")
+
+    monkeypatch.setattr(seq2seq_run, "_tokenized", no_data)
+    train = TrainConfig(steps=1, batch_size=2, workdir=str(tmp_path / "new"))
+    with pytest.raises(ValueError, match=message):
+        seq2seq_run.train_seq2seq(TransformerConfig(), train, init_from=str(source))
