@@ -249,7 +249,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
     train = _train_config(args)
     parallel = DataParallel(args.parallel, make_mesh(args.devices))
-    channels = DATASET_CHANNELS.get(args.dataset, 3)
+    channels = DATASET_CHANNELS.get(args.dataset.split(":")[0].split("/")[0].lower(), 3)
     common = dict(
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -271,6 +271,8 @@ def _run_train(args: argparse.Namespace) -> None:
 
         run_text_train(args, train, common)
     elif args.model == "gan":
+        if args.loss and any(a.split("=")[0].strip() == "loss" for a in args.set):
+            raise UsageError("--loss and --set loss=... both given: pass one of them")
         config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
         config = override(config, args.set)  # bad --set values fail before any data is read
         if args.conditional and not config.num_classes:
@@ -348,19 +350,23 @@ def _run_eval_or_translate_seq2seq(args: argparse.Namespace) -> None:
         )
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    lines = args.text or [line.rstrip("\n") for line in sys.stdin]
+    texts = [line for line in lines if line.strip()]
     if not texts:
         raise UsageError("nothing to translate: give TEXT arguments or lines on stdin")
     run = load_seq2seq(args.workdir)
-    for translation in translate_texts(
-        run.model,
-        run.state.params,
-        run.tokenizer,
-        texts,
-        beam_size=args.beam_size,
-        length_penalty=args.length_penalty,
-    ):
-        print(translation)
+    translations = iter(
+        translate_texts(
+            run.model,
+            run.state.params,
+            run.tokenizer,
+            texts,
+            beam_size=args.beam_size,
+            length_penalty=args.length_penalty,
+        )
+    )
+    for line in lines:  # one output line per input line: a blank line stays blank
+        print(next(translations) if line.strip() else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -174,3 +174,15 @@ def test_ctrl_c_outside_the_training_loop_is_one_line(monkeypatch, capsys) -> No
     err = capsys.readouterr().err
     assert code == cli_module.EXIT_INTERRUPTED == 130
     assert err == "genjax-models: interrupted\n"
+
+
+def test_dataset_versions_and_configs_keep_their_channel_count(cli, tiny_gan_flags, tmp_path):
+    """``digits:1.0.0`` is the one-channel digits dataset (was looked up by the exact string and
+    given 3 channels, then refused for its 1-channel images)."""
+    workdir = tmp_path / "versioned"
+    done = cli(
+        "train", "gan", "--dataset", "digits:1.0.0", "--workdir", str(workdir), "--steps", "1",
+        *tiny_gan_flags,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((workdir / "run.json").read_text())["identity"]["model"]["channels"] == 1

@@ -255,6 +255,7 @@ def train_lm(
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    model = make_lm(config)  # a one-line error now for attention='cudnn' off a GPU
     train_docs = _documents(dataset, "train", data_dir, tokenizer)
     val_docs = _documents(dataset, "validation", data_dir, tokenizer)
     batches = PackedLMBatcher(train_docs, train.batch_size, train.seed, length=config.max_len)
@@ -270,7 +271,6 @@ def train_lm(
         f"{sum(map(len, val_docs)):,} tokens; unigram entropy {baseline['unigram_entropy']:.3f} "
         f"nats/token"
     )
-    model = make_lm(config)
     sample_tokens = sample_length(config.max_len, tokenizer)
 
     def on_eval(state: TrainState, step: int) -> dict[str, float]:

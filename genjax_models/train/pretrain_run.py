@@ -118,6 +118,7 @@ def train_span_corruption(
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    model = make_transformer(config)  # a one-line error now for attention='cudnn' off a GPU
     inputs, targets, count = _span_pairs(dataset, "train", data_dir, tokenizer, span, train.seed)
     ratio = sum(map(len, targets)) / sum(map(len, inputs))
     target_length = min(
@@ -142,7 +143,6 @@ def train_span_corruption(
         f"{batches.num_rows} rows of {config.max_len} source / {target_length} target tokens "
         f"({batches.steps_per_epoch} steps per epoch); {len(val_inputs)} validation pieces"
     )
-    model = make_transformer(config)
     return execute_run(
         identity=identity,
         info={"data_dir": data_dir},

@@ -194,6 +194,7 @@ def train_seq2seq(
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size)
     resuming = check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    model = make_transformer(config)  # a one-line error now for attention='cudnn' off a GPU
     # the data's errors come before the model is initialised (traced)
     _, sources, targets = _tokenized(dataset, train_split, data_dir, tokenizer)
     check_lengths(sources, targets, config.max_len, f"{dataset} {train_split}")
@@ -212,7 +213,6 @@ def train_seq2seq(
     )
     val_batches = validation_batches(val_sources, val_targets, config.max_len)
     count = min(VALIDATION_DECODE_EXAMPLES, len(val_sources))
-    model = make_transformer(config)
     state = init_seq2seq_state(config, optim, train.seed)
     report = None
     if init_from is not None and not resuming:

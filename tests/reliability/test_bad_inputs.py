@@ -92,6 +92,26 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ("batch-not-int", [*T, "lm", *W, "--batch-size", "1.5"], "'1.5'"),
     ("seed-not-int", [*T, "classifier", *W, "--seed", "x"], "'x'"),
     ("bad-gan-loss", [*T, "gan", *W, "--loss", "wgan"], "'wgan'"),
+    (
+        "cudnn-attention-on-cpu",
+        [
+            *T,
+            "seq2seq",
+            *W,
+            "--set",
+            "attention=cudnn",
+            "--set",
+            "attention_dropout_rate=0",
+            "--set",
+            "dtype=bfloat16",
+        ],
+        "attention='cudnn' needs an NVIDIA GPU",
+    ),  # fmt: skip
+    (
+        "gan-loss-twice",
+        [*T, "gan", *W, "--loss", "hinge", "--set", "loss=minimax"],
+        "--loss and --set loss=... both given",
+    ),
     ("bad-parallel", [*T, "gan", *W, "--parallel", "ddp"], "'ddp'"),
     ("bad-on-nan", [*T, "seq2seq", *W, "--on-nan", "explode"], "'explode'"),
     ("bad-benchmark", ["bench", "resnet"], "'resnet'"),

@@ -99,6 +99,16 @@ def test_translate_arguments_and_stdin(cli, runs) -> None:
     )
     assert by_stdin.returncode == 0, by_stdin.stderr[-3000:]
     assert by_stdin.stdout == by_argument.stdout  # same model, greedy: same translations
+    with_blank = subprocess.run(
+        [sys.executable, "-m", "genjax_models.cli", "translate", "--workdir", workdir],
+        input="four hundred and twelve\n\nseven\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert with_blank.returncode == 0, with_blank.stderr[-3000:]
+    first, second = by_argument.stdout.splitlines()
+    assert with_blank.stdout.splitlines() == [first, "", second]  # lines stay aligned
 
 
 @pytest.mark.slow
