@@ -10,6 +10,7 @@ last completed step before exiting (:class:`TrainingInterrupted`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -299,6 +300,9 @@ def run_loop(
         progress.write(line, file=sys.stderr)
 
     nonfinite = _NonFinitePolicy(config, warn)
+    # rollbacks of earlier processes of this run count towards max_rollbacks (each one scaled
+    # the learning rate by nan_lr_factor, and the scale is saved with every checkpoint)
+    nonfinite.rollbacks = round(math.log(lr_scale) / math.log(config.nan_lr_factor))
     if config.on_nan == "rollback" and checkpointer.latest_step() is None:
         save(start)
     stop = _StopRequest()

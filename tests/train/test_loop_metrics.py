@@ -150,3 +150,11 @@ def test_tensorboard_events_reach_the_disk_at_flush(tmp_path: Path) -> None:
     writer.flush()
     assert events.stat().st_size > before
     writer.close()
+
+
+def test_rollbacks_of_an_earlier_process_count_towards_max_rollbacks(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    flags = {"on_nan": "rollback", "checkpoint_every": 4, "max_rollbacks": 1}
+    _run(workdir, 12, Batches(), inject_nan_at_step=6, **flags)  # one rollback: lr x0.5
+    with pytest.raises(NonFiniteError, match="after 1 rollbacks .max_rollbacks=1."):
+        _run(workdir, 16, Batches(), resume=True, inject_nan_at_step=14, **flags)
