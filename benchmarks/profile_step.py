@@ -109,8 +109,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.workload is None) == (args.xplane is None):
         parser.error("name a workload (seq2seq, lm or gan) or pass --xplane FILE, not both")
-    if args.steps < 1:
-        parser.error(f"--steps must be at least 1, got {args.steps}")
     for flag in ("xplane", "hlo"):
         path = getattr(args, flag)
         if path is not None and not os.path.isfile(path):

@@ -166,7 +166,7 @@ def test_profile_of_a_saved_trace(modules, tmp_path) -> None:
         ([], "name a workload"),
         (["seq2seq", "--xplane", "x.pb"], "name a workload"),
         (["--xplane", "/nonexistent/trace.xplane.pb"], "no such file"),
-        (["gan", "--steps", "0"], "--steps must be at least 1"),
+        (["gan", "--steps", "0"], "argument --steps: '0' is invalid: expected an integer >= 1"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(modules, capsys, argv, message) -> None:
