@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from quadratic_support import quadratic_state, quadratic_step
 
 from genjax_models.cli import EXIT_NONFINITE, main
 from genjax_models.train import load_gan
@@ -20,32 +21,6 @@ from genjax_models.train.nonfinite import (
     scale_learning_rate,
 )
 from genjax_models.train.runs import checkpointer_for
-from genjax_models.train.state import TrainState
-
-
-def _state(tx: optax.GradientTransformation) -> TrainState:
-    params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones((3,))}
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        rng=jax.random.PRNGKey(0),
-        params=params,
-        batch_stats={},
-        opt_state=tx.init(params),
-        tx=tx,
-    )
-
-
-def _quadratic_step(state: TrainState, batch, rng, *, axis_name=None):
-    """One Adam step on sum((x @ w + b - y)^2): a plain step of the shared contract."""
-    del rng, axis_name
-
-    def loss_fn(params):
-        return jnp.mean((batch["x"] @ params["w"] + params["b"] - batch["y"]) ** 2)
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {"loss": loss}
 
 
 def _batch(scale: float = 1.0) -> dict[str, jax.Array]:
@@ -54,9 +29,9 @@ def _batch(scale: float = 1.0) -> dict[str, jax.Array]:
 
 
 def test_guard_keeps_finite_updates_bit_identical() -> None:
-    state = _state(optax.adam(1e-2))
-    plain, metrics = _quadratic_step(state, _batch(), None)
-    guarded, guarded_metrics = jax.jit(guard_nonfinite(_quadratic_step))(state, _batch(), None)
+    state = quadratic_state(optax.adam(1e-2))
+    plain, metrics = quadratic_step(state, _batch(), None)
+    guarded, guarded_metrics = jax.jit(guard_nonfinite(quadratic_step))(state, _batch(), None)
     for x, y in zip(jax.tree.leaves(plain), jax.tree.leaves(guarded), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert float(guarded_metrics["nonfinite"]) == 0.0
@@ -65,8 +40,8 @@ def test_guard_keeps_finite_updates_bit_identical() -> None:
 
 @pytest.mark.parametrize("bad", ["inf_input", "poisoned_update"])
 def test_guard_drops_a_non_finite_update_and_advances_the_step(bad: str) -> None:
-    state = _state(optax.adam(1e-2))
-    step = guard_nonfinite(_quadratic_step, poison_update=1 if bad == "poisoned_update" else None)
+    state = quadratic_state(optax.adam(1e-2))
+    step = guard_nonfinite(quadratic_step, poison_update=1 if bad == "poisoned_update" else None)
     batch = _batch(np.inf if bad == "inf_input" else 1.0)
     new, metrics = jax.jit(step)(state, batch, None)
     assert float(metrics["nonfinite"]) == 1.0
@@ -84,12 +59,12 @@ def test_guard_drops_a_non_finite_update_and_advances_the_step(bad: str) -> None
 
 def test_scale_learning_rate_scales_updates_and_keeps_the_optimizer_state() -> None:
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(3e-2, weight_decay=0.1))
-    state = _state(tx)
-    full, _ = _quadratic_step(state, _batch(), None)
+    state = quadratic_state(tx)
+    full, _ = quadratic_step(state, _batch(), None)
     scaled_state = scale_learning_rate(state, 0.25)
     assert scale_learning_rate(state, 1.0) is state
     assert set(optimizer_fields(scaled_state)) == {"tx"}
-    quarter, _ = _quadratic_step(scaled_state, _batch(), None)
+    quarter, _ = quadratic_step(scaled_state, _batch(), None)
     for name in ("w", "b"):
         full_delta = np.asarray(full.params[name] - state.params[name])
         quarter_delta = np.asarray(quarter.params[name] - state.params[name])

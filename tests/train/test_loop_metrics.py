@@ -9,45 +9,18 @@ import os
 import signal
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from quadratic_support import quadratic_state, quadratic_step
 
 from genjax_models.configs import TrainConfig
 from genjax_models.train.loop import MetricsWriter, TrainingInterrupted
 from genjax_models.train.nonfinite import NonFiniteError
 from genjax_models.train.parallel import DataParallel
 from genjax_models.train.runs import execute_run
-from genjax_models.train.state import TrainState
 
 IDENTITY = {"kind": "quadratic", "dataset": "synthetic"}
-
-
-def _state() -> TrainState:
-    tx = optax.adam(1e-1)
-    params = {"w": jnp.arange(6.0).reshape(2, 3) / 6, "b": jnp.zeros((3,))}
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        rng=jax.random.PRNGKey(0),
-        params=params,
-        batch_stats={},
-        opt_state=tx.init(params),
-        tx=tx,
-    )
-
-
-def _step(state: TrainState, batch, rng, *, axis_name=None):
-    del rng, axis_name
-
-    def loss_fn(params):
-        return jnp.mean((batch["x"] @ params["w"] + params["b"] - batch["y"]) ** 2)
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {"loss": loss}
 
 
 class Batches:
@@ -79,8 +52,8 @@ def _run(workdir: Path, steps: int, batches: Batches, resume: bool = False, **tr
     return execute_run(
         identity=IDENTITY,
         info={},
-        state=_state(),
-        step=_step,
+        state=quadratic_state(optax.adam(1e-1)),
+        step=quadratic_step,
         batches=batches,
         train=train,
         parallel=DataParallel(),

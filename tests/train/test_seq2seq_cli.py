@@ -90,22 +90,19 @@ def test_translate_arguments_and_stdin(cli, runs) -> None:
     import subprocess
     import sys
 
-    by_stdin = subprocess.run(
-        [sys.executable, "-m", "genjax_models.cli", "translate", "--workdir", workdir],
-        input="four hundred and twelve\nseven\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    def by_stdin_of(text: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "genjax_models.cli", "translate", "--workdir", workdir],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    by_stdin = by_stdin_of("four hundred and twelve\nseven\n")
     assert by_stdin.returncode == 0, by_stdin.stderr[-3000:]
     assert by_stdin.stdout == by_argument.stdout  # same model, greedy: same translations
-    with_blank = subprocess.run(
-        [sys.executable, "-m", "genjax_models.cli", "translate", "--workdir", workdir],
-        input="four hundred and twelve\n\nseven\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    with_blank = by_stdin_of("four hundred and twelve\n\nseven\n")
     assert with_blank.returncode == 0, with_blank.stderr[-3000:]
     first, second = by_argument.stdout.splitlines()
     assert with_blank.stdout.splitlines() == [first, "", second]  # lines stay aligned
