@@ -28,6 +28,8 @@ def run_benchmark(name: str, options: Sequence[str]) -> bool:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", script)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    sys.modules["common"].PROG = "genjax-models"  # the scripts' shared helpers, now imported
+    common = sys.modules.get("common")  # the scripts' shared helpers, imported by the script
+    if common is not None and hasattr(common, "PROG"):
+        common.PROG = "genjax-models"  # usage and errors name the console script
     module.main(options)
     return True
