@@ -27,14 +27,16 @@ from genjax_models.configs import (
 from genjax_models.models.transformer import EncoderDecoder, make_transformer
 from genjax_models.train.parallel import DataParallel
 from genjax_models.train.runs import execute_run, run_identity
-from genjax_models.train.seq2seq_run import TOKENIZER_FILE, init_seq2seq_state
+from genjax_models.train.seq2seq_run import (
+    TOKENIZER_FILE,
+    init_seq2seq_state,
+    validation_batches,
+)
 from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
 from genjax_models.train.state import TrainState
 from genjax_models.train.workdir import check_workdir
 
 DEFAULT_PRETRAIN_DATASET = "python_docs"
-EVAL_ROWS = 64
-"""Examples per validation batch (whatever the training batch size)."""
 
 
 @partial(jax.jit, static_argnames=("model",))
@@ -95,7 +97,7 @@ def train_span_corruption(
     span-corrupted validation split (fixed noise) is scored: teacher-forced loss and accuracy
     of the missing spans. Returns the final state and the last metrics.
     """
-    from genjax_models.data import ByteTokenizer, PackedSeq2SeqBatcher, Seq2SeqBatcher
+    from genjax_models.data import ByteTokenizer, PackedSeq2SeqBatcher
 
     optim = optim or TransformerOptimConfig()
     span = span or SpanCorruptionConfig()
@@ -133,11 +135,7 @@ def train_span_corruption(
         target_length=target_length,
     )
     val_inputs, val_targets, _ = _span_pairs(dataset, "validation", data_dir, tokenizer, span, 0)
-    buckets = tuple(sorted({*range(16, config.max_len, 16), config.max_len}))
-    val_batches = Seq2SeqBatcher(
-        val_inputs, val_targets, min(EVAL_ROWS, len(val_inputs)), 0, buckets=buckets,
-        drop_remainder=False,
-    ).eval_batches()  # fmt: skip
+    val_batches = validation_batches(val_inputs, val_targets, config.max_len)
     log(
         f"genjax-models: {count} documents -> {len(inputs)} span-corrupted pieces, packed into "
         f"{batches.num_rows} rows of {config.max_len} source / {target_length} target tokens "
