@@ -21,7 +21,7 @@ from genjax_models.metrics import frechet_distance, recognisable_rate
 from genjax_models.train.classifier_run import classify, load_classifier, train_classifier
 from genjax_models.train.gan_run import GANRun, generate_images, load_gan
 from genjax_models.train.parallel import DataParallel, make_mesh
-from genjax_models.train.workdir import RUN_FILE, _has_checkpoints
+from genjax_models.train.workdir import RUN_FILE, has_checkpoints
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"
 EVAL_CLASSIFIER_STEPS = 600
@@ -43,7 +43,7 @@ def ensure_eval_classifier(
     and reported by :func:`evaluate_gan`); one whose training stopped before its first
     checkpoint is a one-line error.
     """
-    if os.path.exists(os.path.join(workdir, RUN_FILE)) and not _has_checkpoints(workdir):
+    if os.path.exists(os.path.join(workdir, RUN_FILE)) and not has_checkpoints(workdir):
         raise ValueError(
             f"{workdir!r} holds an evaluation classifier whose training stopped before its first "
             "checkpoint: delete that directory or pass another --classifier-workdir"

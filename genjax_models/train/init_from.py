@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from genjax_models.train.runs import checkpointer_for
-from genjax_models.train.workdir import read_run
+from genjax_models.train.workdir import has_checkpoints, read_run
 
 PyTree = Any
 
@@ -124,15 +124,13 @@ INIT_SOURCE_KINDS = ("seq2seq", "span_corruption", "lm")
 def check_init_source(workdir: str) -> None:
     """One-line errors, before any data is read or model built, when ``workdir`` cannot be an
     ``--init-from`` source: not a run, a run of another kind, or a run with no checkpoint."""
-    from genjax_models.train.workdir import _has_checkpoints
-
     kind = read_run(workdir)["identity"].get("kind")
     if kind not in INIT_SOURCE_KINDS:
         raise ValueError(
             f"{workdir!r} holds a {kind!r} run: --init-from needs a "
             f"{', '.join(INIT_SOURCE_KINDS[:-1])} or {INIT_SOURCE_KINDS[-1]} run"
         )
-    if not _has_checkpoints(workdir):
+    if not has_checkpoints(workdir):
         raise ValueError(
             f"{workdir!r} holds a {kind} run with no checkpoint yet: train it first "
             "(or wait for its first checkpoint)"

@@ -56,7 +56,8 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
     return None if old == new else f"{prefix.rstrip('.')}: saved {old!r}, requested {new!r}"
 
 
-def _has_checkpoints(workdir: str) -> bool:
+def has_checkpoints(workdir: str) -> bool:
+    """Whether ``DIR/checkpoints`` holds a step directory (Orbax temporaries do not count)."""
     directory = os.path.join(workdir, CHECKPOINT_SUBDIR)
     return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
@@ -119,7 +120,7 @@ def check_workdir(workdir: str, identity: dict[str, Any], *, resume: bool, overw
             f"workdir {workdir!r} holds a different run ({difference}): choose another "
             "--workdir, or pass --overwrite (the old run is moved to a .bak- directory)"
         )
-    if _has_checkpoints(workdir):
+    if has_checkpoints(workdir):
         if not resume:
             raise WorkdirError(
                 f"workdir {workdir!r} already has checkpoints of this run: pass --resume to "
