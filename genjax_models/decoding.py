@@ -37,9 +37,12 @@ from genjax_models.decoding_checks import (
 
 FullFn = Callable[[jax.Array], jax.Array]
 
+DEFAULT_LENGTH_PENALTY = 0.6
+"""Beam search's GNMT length-penalty exponent alpha when none is given."""
 NEG_INF = -1.0e9  # score of an empty beam slot; real log-probs are far above it
 
 __all__ = [
+    "DEFAULT_LENGTH_PENALTY",
     "NEG_INF",
     "FullFn",
     "StepFn",
@@ -208,7 +211,7 @@ def beam_search(
     batch_size: int,
     beam_size: int,
     max_len: int,
-    length_penalty: float = 0.6,
+    length_penalty: float = DEFAULT_LENGTH_PENALTY,
     bos_id: int = 1,
     eos_id: int = 2,
     pad_id: int = 0,
@@ -356,7 +359,7 @@ def beam_search_uncached(
     batch_size: int,
     beam_size: int,
     max_len: int,
-    length_penalty: float = 0.6,
+    length_penalty: float = DEFAULT_LENGTH_PENALTY,
     bos_id: int = 1,
     eos_id: int = 2,
     pad_id: int = 0,

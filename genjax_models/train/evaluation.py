@@ -25,6 +25,8 @@ from genjax_models.train.workdir import RUN_FILE, has_checkpoints
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"
 EVAL_CLASSIFIER_STEPS = 600
+EVAL_NUM_SAMPLES = 1000
+"""Generator samples scored by default (and real train images in the Frechet-distance floor)."""
 
 
 def ensure_eval_classifier(
@@ -130,7 +132,7 @@ def sample_size_matched_floor(
 def evaluate_gan(
     workdir: str,
     *,
-    num_samples: int = 1000,
+    num_samples: int = EVAL_NUM_SAMPLES,
     seed: int = 0,
     classifier_workdir: str | None = None,
     classifier_steps: int = EVAL_CLASSIFIER_STEPS,
@@ -150,11 +152,13 @@ def evaluate_gan(
 
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples={num_samples!r} is invalid: expected an integer >= 2")
-    if isinstance(classifier_steps, bool) or not isinstance(classifier_steps, int):
-        classifier_steps = -1
-    if classifier_steps < 1:
+    if (
+        isinstance(classifier_steps, bool)
+        or not isinstance(classifier_steps, int)
+        or classifier_steps < 1
+    ):
         raise ValueError(
-            f"--classifier-steps {classifier_steps} is invalid: expected an integer >= 1"
+            f"--classifier-steps {classifier_steps!r} is invalid: expected an integer >= 1"
         )
     run = load_gan(workdir)
     dataset = run.identity["dataset"]
@@ -202,9 +206,9 @@ def evaluate_gan(
 
 
 def eval_file_name(num_samples: int, seed: int) -> str:
-    """``eval.json`` for the default settings (1,000 samples, seed 0), else
+    """``eval.json`` for the default settings (:data:`EVAL_NUM_SAMPLES` samples, seed 0), else
     ``eval_n<num_samples>_seed<seed>.json``: an evaluation with other settings never replaces
     another's result (re-running the same settings reproduces the same numbers)."""
-    if (num_samples, seed) == (1000, 0):
+    if (num_samples, seed) == (EVAL_NUM_SAMPLES, 0):
         return "eval.json"
     return f"eval_n{num_samples}_seed{seed}.json"

@@ -22,6 +22,7 @@ from genjax_models.configs import (
     TransformerOptimConfig,
     from_dict,
 )
+from genjax_models.decoding import DEFAULT_LENGTH_PENALTY
 from genjax_models.metrics import corpus_bleu, exact_match
 from genjax_models.models.transformer import EncoderDecoder, make_transformer
 from genjax_models.train.init_from import check_init_source, init_params_from, write_report
@@ -279,9 +280,10 @@ def load_seq2seq(workdir: str) -> Seq2SeqRun:
 
 def eval_file_name(split: str, beam_size: int, length_penalty: float, limit: int | None) -> str:
     """``eval_<split>_beam<k>[_lp<penalty>][_limit<n>].json``: the length penalty is named when
-    it matters (beam > 1) and is not the default 0.6, the limit when one is given, so an
-    evaluation with other settings never replaces another's result."""
-    penalty = "" if beam_size == 1 or length_penalty == 0.6 else f"_lp{length_penalty:g}"
+    it matters (beam > 1) and is not :data:`DEFAULT_LENGTH_PENALTY`, the limit when one is
+    given, so an evaluation with other settings never replaces another's result."""
+    default = length_penalty == DEFAULT_LENGTH_PENALTY
+    penalty = "" if beam_size == 1 or default else f"_lp{length_penalty:g}"
     limited = "" if limit is None else f"_limit{limit}"
     return f"eval_{split}_beam{beam_size}{penalty}{limited}.json"
 
@@ -291,7 +293,7 @@ def evaluate_seq2seq(
     *,
     split: str = "test",
     beam_size: int = 1,
-    length_penalty: float = 0.6,
+    length_penalty: float = DEFAULT_LENGTH_PENALTY,
     data_dir: str | None = None,
     limit: int | None = None,
     log: Callable[[str], None] = print,

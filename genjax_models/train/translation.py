@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax_models.decoding import beam_search, greedy_decode
+from genjax_models.decoding import DEFAULT_LENGTH_PENALTY, beam_search, greedy_decode
 from genjax_models.models.transformer import (
     BOS_ID,
     EOS_ID,
@@ -49,7 +49,7 @@ def decode_ids(
     *,
     max_len: int,
     beam_size: int = 1,
-    length_penalty: float = 0.6,
+    length_penalty: float = DEFAULT_LENGTH_PENALTY,
 ) -> jax.Array:
     """Best output ids ``int32[batch, max_len]`` (EOS then PAD) for ``inputs: int32[batch, src_len]``.
 
@@ -87,7 +87,7 @@ def translate_ids(
     sources: Sequence[Sequence[int]],
     *,
     beam_size: int = 1,
-    length_penalty: float = 0.6,
+    length_penalty: float = DEFAULT_LENGTH_PENALTY,
     max_output_len: int | None = None,
     rows: int = DECODE_ROWS,
 ) -> list[np.ndarray]:
@@ -144,7 +144,7 @@ def translate_texts(
     texts: Sequence[str],
     *,
     beam_size: int = 1,
-    length_penalty: float = 0.6,
+    length_penalty: float = DEFAULT_LENGTH_PENALTY,
 ) -> list[str]:
     """Translations of ``texts`` (detokenized strings), greedy or with beam search."""
     check_decoding_args(beam_size, length_penalty)
