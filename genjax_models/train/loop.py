@@ -176,11 +176,13 @@ def _abstract(state: Any) -> Any:
 class _NonFinitePolicy:
     """Checks the steps' ``nonfinite`` flags (one host sync per check) and applies ``on_nan``."""
 
-    def __init__(self, config: TrainConfig, write: Callable[[str], None]) -> None:
+    def __init__(self, config: TrainConfig, write: Callable[[str], None], lr_scale: float) -> None:
         self.config = config
         self.write = write
         self.unchecked: list[tuple[int, jax.Array]] = []  # (step produced, nonfinite flag)
-        self.rollbacks = 0
+        # Rollbacks of earlier processes of this run count towards max_rollbacks: each scaled
+        # the learning rate by nan_lr_factor, and the scale is saved with every checkpoint.
+        self.rollbacks = round(math.log(lr_scale) / math.log(config.nan_lr_factor))
 
     def record(self, step: int, metrics: dict[str, jax.Array]) -> None:
         self.unchecked.append((step, metrics["nonfinite"]))
@@ -299,10 +301,7 @@ def run_loop(
     def warn(line: str) -> None:
         progress.write(line, file=sys.stderr)
 
-    nonfinite = _NonFinitePolicy(config, warn)
-    # rollbacks of earlier processes of this run count towards max_rollbacks (each one scaled
-    # the learning rate by nan_lr_factor, and the scale is saved with every checkpoint)
-    nonfinite.rollbacks = round(math.log(lr_scale) / math.log(config.nan_lr_factor))
+    nonfinite = _NonFinitePolicy(config, warn, lr_scale)
     if config.on_nan == "rollback" and checkpointer.latest_step() is None:
         save(start)
     stop = _StopRequest()
