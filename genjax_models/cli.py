@@ -244,12 +244,13 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    from genjax_models.data.tfds_access import dataset_base_name
     from genjax_models.train import train_classifier, train_gan
     from genjax_models.train.parallel import DataParallel, make_mesh
 
     train = _train_config(args)
     parallel = DataParallel(args.parallel, make_mesh(args.devices))
-    channels = DATASET_CHANNELS.get(args.dataset.split(":")[0].split("/")[0].lower(), 3)
+    channels = DATASET_CHANNELS.get(dataset_base_name(args.dataset), 3)
     common = dict(
         dataset=args.dataset,
         data_dir=args.data_dir,

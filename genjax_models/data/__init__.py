@@ -13,19 +13,21 @@ from genjax_models.data.features import (
 )
 from genjax_models.data.lm_batches import PackedLMBatcher
 from genjax_models.data.pipeline import (
-    KNOWN_OFFLINE_DATASETS,
-    DatasetNotFoundError,
     EpochBatcher,
     ImageArrays,
-    default_data_dir,
     load_image_dataset,
     pad_or_resize,
-    prepared_builder,
     validate_image_size,
 )
 from genjax_models.data.text import DEFAULT_BUCKETS, PackedSeq2SeqBatcher, Seq2SeqBatcher
 from genjax_models.data.text_corpus import TextSource, load_texts, parse_corpus_spec
 from genjax_models.data.text_pairs import TextPairs, encode_pairs, load_text_pairs
+from genjax_models.data.tfds_access import (
+    KNOWN_OFFLINE_DATASETS,
+    DatasetNotFoundError,
+    default_data_dir,
+    prepared_builder,
+)
 from genjax_models.data.tokenizer import (
     BOS_ID,
     EOS_ID,

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from genjax_models.data.pipeline import ImageArrays, load_image_dataset, prepared_builder
+from genjax_models.data.pipeline import ImageArrays, load_image_dataset
+from genjax_models.data.tfds_access import prepared_builder
 
 A = TypeVar("A", "ImageArrays", "FeatureArrays")
 

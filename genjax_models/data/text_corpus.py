@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from genjax_models.data.pipeline import DatasetNotFoundError, prepared_builder
+from genjax_models.data.tfds_access import DatasetNotFoundError, prepared_builder
 
 DEFAULT_TEXT_FEATURE = "text"
 _READ_BATCH = 8192

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from genjax_models.data.pipeline import DatasetNotFoundError, prepared_builder
+from genjax_models.data.tfds_access import DatasetNotFoundError, prepared_builder
 from genjax_models.data.tokenizer import Tokenizer
 
 _READ_BATCH = 8192
