@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -329,47 +328,6 @@ def _run_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
-def _run_eval_or_translate_seq2seq(args: argparse.Namespace) -> None:
-    from genjax_models.train import evaluate_seq2seq, load_seq2seq, translate_texts
-
-    if args.beam_size < 1:
-        raise UsageError(f"--beam-size {args.beam_size} is invalid: expected an integer >= 1")
-    if not math.isfinite(args.length_penalty):
-        raise UsageError(
-            f"--length-penalty {args.length_penalty} is invalid: expected a finite number, e.g. 0.6"
-        )
-    if args.command == "eval":
-        if args.limit is not None and args.limit < 1:
-            raise UsageError(f"--limit {args.limit} is invalid: expected an integer >= 1")
-        result = evaluate_seq2seq(
-            args.workdir,
-            split=args.split,
-            beam_size=args.beam_size,
-            length_penalty=args.length_penalty,
-            data_dir=args.data_dir,
-            limit=args.limit,
-        )
-        print(json.dumps(result, indent=2, ensure_ascii=False))
-        return
-    lines = args.text or [line.rstrip("\n") for line in sys.stdin]
-    texts = [line for line in lines if line.strip()]
-    if not texts:
-        raise UsageError("nothing to translate: give TEXT arguments or lines on stdin")
-    run = load_seq2seq(args.workdir)
-    translations = iter(
-        translate_texts(
-            run.model,
-            run.state.params,
-            run.tokenizer,
-            texts,
-            beam_size=args.beam_size,
-            length_penalty=args.length_penalty,
-        )
-    )
-    for line in lines:  # one output line per input line: a blank line stays blank
-        print(next(translations) if line.strip() else "")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genjax-models`` console script; returns the exit status."""
     from genjax_models.cpu_runtime import configure_cpu_runtime
@@ -382,7 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             _run_bench(args)
         elif args.command == "translate" or (args.command == "eval" and args.model == "seq2seq"):
-            _run_eval_or_translate_seq2seq(args)
+            from genjax_models.cli_text import run_eval_or_translate_seq2seq
+
+            run_eval_or_translate_seq2seq(args)
         elif args.command == "generate":
             from genjax_models.cli_text import run_generate
 

@@ -1,4 +1,5 @@
-"""Command line for models of unlabeled text: ``train lm``, ``train span_corruption``, ``generate``.
+"""Command line for text models: ``train lm``, ``train span_corruption``, ``generate``, and
+running a seq2seq run (``eval seq2seq``, ``translate``).
 
 Registered by :mod:`genjax_models.cli`, with the same error rules: every user error is one line
 ``genjax-models: error: ...`` and exit status 2, before anything is compiled.
@@ -7,6 +8,9 @@ Registered by :mod:`genjax_models.cli`, with the same error rules: every user er
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -102,3 +106,47 @@ def run_generate(args: argparse.Namespace) -> None:
         num=args.num,
     )
     print("\n\n".join(texts))
+
+
+def run_eval_or_translate_seq2seq(args: argparse.Namespace) -> None:
+    """``eval seq2seq`` (BLEU / exact match JSON on stdout) and ``translate`` (one output line
+    per input line)."""
+    from genjax_models.cli import UsageError
+    from genjax_models.train import evaluate_seq2seq, load_seq2seq, translate_texts
+
+    if args.beam_size < 1:
+        raise UsageError(f"--beam-size {args.beam_size} is invalid: expected an integer >= 1")
+    if not math.isfinite(args.length_penalty):
+        raise UsageError(
+            f"--length-penalty {args.length_penalty} is invalid: expected a finite number, e.g. 0.6"
+        )
+    if args.command == "eval":
+        if args.limit is not None and args.limit < 1:
+            raise UsageError(f"--limit {args.limit} is invalid: expected an integer >= 1")
+        result = evaluate_seq2seq(
+            args.workdir,
+            split=args.split,
+            beam_size=args.beam_size,
+            length_penalty=args.length_penalty,
+            data_dir=args.data_dir,
+            limit=args.limit,
+        )
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    lines = args.text or [line.rstrip("\n") for line in sys.stdin]
+    texts = [line for line in lines if line.strip()]
+    if not texts:
+        raise UsageError("nothing to translate: give TEXT arguments or lines on stdin")
+    run = load_seq2seq(args.workdir)
+    translations = iter(
+        translate_texts(
+            run.model,
+            run.state.params,
+            run.tokenizer,
+            texts,
+            beam_size=args.beam_size,
+            length_penalty=args.length_penalty,
+        )
+    )
+    for line in lines:  # one output line per input line: a blank line stays blank
+        print(next(translations) if line.strip() else "")
