@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 
 from genjax_models.configs import TransformerConfig
-from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.decoding import beam_search, greedy_decode, uncached_step_fn
 from genjax_models.models.transformer import (
     EOS_ID,
@@ -35,6 +34,7 @@ from genjax_models.models.transformer import (
     make_transformer,
     uncached_full_fn,
 )
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_seq2seq import SIZES, synthetic_batch  # noqa: E402

@@ -23,9 +23,9 @@ import numpy as np
 import optax
 
 from genjax_models.configs import GANConfig
-from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.flops import gan_train_flops
 from genjax_models.models.gan import make_dcgan
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
 from genjax_models.train import init_gan_state, make_gan_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

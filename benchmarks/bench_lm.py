@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax_models.configs import LMConfig, TransformerOptimConfig
-from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.decoding import greedy_decode
 from genjax_models.flops import lm_train_flops
 from genjax_models.models.decoder_only import init_lm_cache, lm_step_fn, make_lm
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
 from genjax_models.train.optimizers import transformer_optimizer
 from genjax_models.train.sequence_steps import make_lm_step
 from genjax_models.train.state import init_train_state

@@ -106,9 +106,9 @@ def build_model(model: str, args: argparse.Namespace):
     from genjax_models.configs import ClassifierConfig, GANConfig, to_dict
     from genjax_models.models.classifier import make_classifier
     from genjax_models.models.gan import make_dcgan
-    from genjax_models.train.classifier_run import CLASSIFIER_OPTIM
-    from genjax_models.train.gan_run import GAN_OPTIM
-    from genjax_models.train.runs import adam
+    from genjax_models.runs.classifier import CLASSIFIER_OPTIM
+    from genjax_models.runs.execution import adam
+    from genjax_models.runs.gan import GAN_OPTIM
     from genjax_models.train.state import init_gan_state, init_train_state
     from genjax_models.train.steps import make_classifier_step, make_gan_step
 
@@ -200,7 +200,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     import jaxlib
     import optax
 
-    from genjax_models.train.parallel import DataParallel, make_mesh
+    from genjax_models.parallel.data_parallel import DataParallel, make_mesh
     from genjax_models.train.steps import jit_step
 
     clock = CompileClock()

@@ -25,9 +25,9 @@ import jax
 import numpy as np
 
 from genjax_models.configs import TransformerConfig, TransformerOptimConfig
-from genjax_models.cpu_runtime import configure_cpu_runtime
 from genjax_models.flops import transformer_train_flops
 from genjax_models.models.transformer import EOS_ID, make_transformer
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
 from genjax_models.train.optimizers import transformer_optimizer
 from genjax_models.train.sequence_steps import make_seq2seq_step
 from genjax_models.train.state import init_train_state

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax_models.cpu_runtime import cpu_runtime_configured
+from genjax_models.parallel.cpu_runtime import cpu_runtime_configured
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -99,7 +99,7 @@ def add_devices_flag(parser: argparse.ArgumentParser) -> None:
 def check_devices(devices: int | None) -> None:
     """A one-line error before any work when ``--devices`` exceeds the devices present."""
     if devices is not None:
-        from genjax_models.train.parallel import make_mesh
+        from genjax_models.parallel.data_parallel import make_mesh
 
         make_mesh(devices)
 
@@ -125,7 +125,7 @@ def prepare_train_step(step: Callable, state, batch, devices: int | None = None)
     if devices is None:
         train_step = jit_step(step)
     else:
-        from genjax_models.train.parallel import DataParallel, make_mesh
+        from genjax_models.parallel.data_parallel import DataParallel, make_mesh
 
         plan = DataParallel("jit", make_mesh(devices))
         train_step = plan.wrap(step)
@@ -287,7 +287,7 @@ def device_facts() -> dict:
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
         "jax_version": jax.__version__,
-        # on CPU: whether genjax_models.cpu_runtime.configure_cpu_runtime ran before the backend
+        # on CPU: whether genjax_models.parallel.cpu_runtime.configure_cpu_runtime ran before the backend
         "cpu_runtime": None
         if device.platform != "cpu"
         else "scratch reuse (cpu_runtime.py)"

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax_models.cpu_runtime import configure_cpu_runtime
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_seq2seq import SIZES  # noqa: E402

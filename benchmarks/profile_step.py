@@ -30,7 +30,7 @@ import tempfile
 
 import jax
 
-from genjax_models.cpu_runtime import configure_cpu_runtime
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402

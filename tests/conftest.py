@@ -66,7 +66,7 @@ def elephants_mice_data_dir(digits_data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def digits_classifier_32(digits_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The CNN digits classifier (32x32, 300 steps) that GAN quality tests measure samples with."""
-    from genjax_models.train.evaluation import ensure_eval_classifier
+    from genjax_models.runs.gan_evaluation import ensure_eval_classifier
 
     return ensure_eval_classifier(
         "digits", (32, 32, 1), 10, str(tmp_path_factory.mktemp("digits_classifier")),

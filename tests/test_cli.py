@@ -157,7 +157,7 @@ def test_bench_command_runs_a_benchmark_script(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert [row["method"] for row in result["results"]] == ["greedy", "beam-4"]
-    # The console script set up the CPU runtime before JAX started (genjax_models.cpu_runtime).
+    # The console script set up the CPU runtime before JAX started (genjax_models.parallel.cpu_runtime).
     assert result["cpu_runtime"] == "scratch reuse (cpu_runtime.py)"
     assert all(row["cached"]["tokens_per_sec"] > 0 for row in result["results"])
     assert all(row["cached"]["recompilations_after_warmup"] == 0 for row in result["results"])
@@ -165,11 +165,12 @@ def test_bench_command_runs_a_benchmark_script(tmp_path) -> None:
 
 def test_ctrl_c_outside_the_training_loop_is_one_line(monkeypatch, capsys) -> None:
     import genjax_models.cli as cli_module
+    from genjax_models.cli import commands
 
     def interrupted(args) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module, "_run_sample", interrupted)
+    monkeypatch.setattr(commands, "run_sample", interrupted)
     code = cli_module.main(["sample", "gan", "--workdir", "w", "--out", "a.png"])
     err = capsys.readouterr().err
     assert code == cli_module.EXIT_INTERRUPTED == 130

@@ -12,7 +12,7 @@ import sys
 import jax
 import pytest
 
-from genjax_models.cpu_runtime import (
+from genjax_models.parallel.cpu_runtime import (
     OPT_OUT_VARIABLE,
     configure_cpu_runtime,
     cpu_runtime_configured,
@@ -22,7 +22,7 @@ from genjax_models.cpu_runtime import (
 # threshold, like a training step's saved activations.
 SCRIPT = """
 import json, resource, sys
-from genjax_models.cpu_runtime import configure_cpu_runtime, cpu_runtime_configured
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime, cpu_runtime_configured
 applied = configure_cpu_runtime()
 import jax, jax.numpy as jnp
 

@@ -67,7 +67,7 @@ def test_frechet_distance_of_a_set_with_itself_is_never_negative() -> None:
 def test_floor_uses_as_many_real_images_as_the_generator_gets_samples() -> None:
     """The distance is biased by ~dim/n: a floor from the whole train split would sit far below
     what a perfect generator's 200 samples score; the sample-size-matched floor does not."""
-    from genjax_models.train.evaluation import sample_size_matched_floor
+    from genjax_models.runs.gan_evaluation import sample_size_matched_floor
 
     rng = np.random.default_rng(0)
     train, test, perfect = (rng.normal(size=(n, 32)) for n in (20_000, 2_000, 200))

@@ -39,7 +39,8 @@ from genjax_models.configs import (
 )
 from genjax_models.data import load_feature_dataset, load_image_dataset
 from genjax_models.data.builders.elephants_mice import bayes_log_posterior, class_log_gaussians
-from genjax_models.train import (
+from genjax_models.parallel.data_parallel import DataParallel, make_mesh
+from genjax_models.runs import (
     evaluate_gan,
     load_class_conditional,
     load_classifier,
@@ -47,9 +48,8 @@ from genjax_models.train import (
     train_classifier,
     train_gan,
 )
-from genjax_models.train.classifier_run import classify
-from genjax_models.train.gan_run import class_grid_inputs, fixed_noise, generate_images, load_gan
-from genjax_models.train.parallel import DataParallel, make_mesh
+from genjax_models.runs.classifier import classify
+from genjax_models.runs.gan import class_grid_inputs, fixed_noise, generate_images, load_gan
 
 HERE = Path(__file__).resolve().parent
 FRACTIONS = {0.01: 5, 0.1: 3, 1.0: 1}  # label fraction -> number of seeds (labelled subsets)

@@ -32,13 +32,32 @@ from genjax_models.train.nonfinite import (
     optimizer_fields,
     scale_learning_rate,
 )
-from genjax_models.train.parallel import DataParallel
 
 
 class BatchSource(Protocol):
     """Anything whose batch for global step ``t`` is ``batch(t)`` (data position == step)."""
 
     def batch(self, step: int) -> dict[str, np.ndarray]: ...
+
+
+class Placement(Protocol):
+    """How the loop places a step on devices: a plan of :mod:`genjax_models.parallel` (such as
+    ``DataParallel``), or anything with these members. The engine defines what it needs, so it
+    never imports the parallel package that wraps it."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def num_devices(self) -> int: ...
+
+    def wrap(self, step: Callable[..., Any]) -> Callable[[Any, Any], tuple[Any, Any]]: ...
+
+    def put_state(self, state: Any) -> Any: ...
+
+    def put_batch(self, batch: Any) -> Any: ...
+
+    def unplace(self, state: Any) -> Any: ...
 
 
 class MetricsWriter:
@@ -235,7 +254,7 @@ def run_loop(
     config: TrainConfig,
     checkpointer: Checkpointer,
     checkpoint_metadata: dict[str, Any],
-    parallel: DataParallel,
+    parallel: Placement,
     on_sample: Callable[[Any, int], None] | None = None,
     on_eval: Callable[[Any, int], dict[str, float]] | None = None,
     description: str = "train",

@@ -78,7 +78,7 @@ def test_28x28_dataset_is_padded_to_32_with_black(user_data_dir: Path) -> None:
 
 def test_rgb_dataset_trains_a_three_channel_gan(user_data_dir: Path, tmp_path: Path) -> None:
     from genjax_models.configs import GANConfig, TrainConfig
-    from genjax_models.train import train_gan
+    from genjax_models.runs import train_gan
 
     config = GANConfig(latent_dim=8, base_width=4, image_size=16, channels=3)
     train = TrainConfig(

@@ -177,7 +177,7 @@ def test_bad_transformer_config_is_one_clear_line(field: str, value, message: st
 
 
 def test_translating_a_source_longer_than_max_len_is_a_clear_error(tiny) -> None:
-    from genjax_models.train.translation import InputTooLongError, translate_ids
+    from genjax_models.runs.translation import InputTooLongError, translate_ids
 
     model, params = tiny
     sources = [[5, 6, 2], list(range(3, 20)) + [2]]  # the second is 18 tokens, max_len 16

@@ -30,8 +30,9 @@ import numpy as np
 import pytest
 from multidevice_support import leaf_diff, run_side_by_side
 
-from genjax_models.train import GANState, load_gan
-from genjax_models.train.runs import checkpointer_for
+from genjax_models.runs import load_gan
+from genjax_models.runs.execution import checkpointer_for
+from genjax_models.train import GANState
 
 STEPS, HALF = 12, 6
 

@@ -27,7 +27,12 @@ import numpy as np
 import pytest
 from multidevice_support import NUM_DEVICES, compare_leaves, field_of, load_leaves, run_side_by_side
 
-from genjax_models.train.parallel import PARALLEL_KINDS, DataParallel, ParallelError, make_mesh
+from genjax_models.parallel.data_parallel import (
+    PARALLEL_KINDS,
+    DataParallel,
+    ParallelError,
+    make_mesh,
+)
 
 SCRIPT = Path(__file__).with_name("_parallel_check.py")
 BATCH = 16

@@ -487,8 +487,8 @@ def abstract_step(make_step: Callable[[], tuple[Any, Callable[[], Any]]], batch:
 
 def _lm_step() -> tuple[Any, Callable[[], Any]]:
     from genjax_models.configs import TransformerOptimConfig
+    from genjax_models.runs.lm import init_lm_state
     from genjax_models.train import make_lm_step
-    from genjax_models.train.lm_run import init_lm_state
 
     model, _ = tiny_lm()
     return make_lm_step(model), lambda: init_lm_state(model.config, TransformerOptimConfig(), 0)
@@ -496,8 +496,8 @@ def _lm_step() -> tuple[Any, Callable[[], Any]]:
 
 def _seq2seq_step() -> tuple[Any, Callable[[], Any]]:
     from genjax_models.configs import TransformerOptimConfig
+    from genjax_models.runs.seq2seq import init_seq2seq_state
     from genjax_models.train import make_seq2seq_step
-    from genjax_models.train.seq2seq_run import init_seq2seq_state
 
     model, _ = tiny_transformer()
     init = lambda: init_seq2seq_state(model.config, TransformerOptimConfig(), 0)  # noqa: E731
@@ -529,7 +529,7 @@ def gan_step(**kwargs: Any) -> Callable[[Env], Any]:
 
 def with_lm_run(call: Callable[[Any], Any]) -> Callable[[Env], Any]:
     def run(env: Env) -> Any:
-        from genjax_models.train import load_lm
+        from genjax_models.runs import load_lm
 
         return call(load_lm(env.runs["lm"]))
 
@@ -538,7 +538,7 @@ def with_lm_run(call: Callable[[Any], Any]) -> Callable[[Env], Any]:
 
 def with_s2s_run(call: Callable[[Any], Any]) -> Callable[[Env], Any]:
     def run(env: Env) -> Any:
-        from genjax_models.train import load_seq2seq
+        from genjax_models.runs import load_seq2seq
 
         return call(load_seq2seq(env.runs["s2s"]))
 
@@ -547,7 +547,7 @@ def with_s2s_run(call: Callable[[Any], Any]) -> Callable[[Env], Any]:
 
 def generate(**kwargs: Any) -> Callable[[Env], Any]:
     def call(run: Any) -> Any:
-        from genjax_models.train import generate_text
+        from genjax_models.runs import generate_text
 
         options = {"prompt": "def ", "max_new": 4, **kwargs}
         return generate_text(run.model, run.state.params, run.tokenizer, **options)
@@ -557,7 +557,7 @@ def generate(**kwargs: Any) -> Callable[[Env], Any]:
 
 def translate(texts: list[str], **kwargs: Any) -> Callable[[Env], Any]:
     def call(run: Any) -> Any:
-        from genjax_models.train import translate_texts
+        from genjax_models.runs import translate_texts
 
         return translate_texts(run.model, run.state.params, run.tokenizer, texts, **kwargs)
 
@@ -630,9 +630,17 @@ API_CASES: list[tuple[str, Callable[[Env], Any], str]] = [
         "'big'",
     ),
     # devices
-    ("make_mesh-zero", call("genjax_models.train.parallel.make_mesh", 0), "devices=0"),
-    ("make_mesh-too-many", call("genjax_models.train.parallel.make_mesh", 4096), "devices=4096"),
-    ("DataParallel-kind", call("genjax_models.train.parallel.DataParallel", "ddp"), "'ddp'"),
+    ("make_mesh-zero", call("genjax_models.parallel.data_parallel.make_mesh", 0), "devices=0"),
+    (
+        "make_mesh-too-many",
+        call("genjax_models.parallel.data_parallel.make_mesh", 4096),
+        "devices=4096",
+    ),
+    (
+        "DataParallel-kind",
+        call("genjax_models.parallel.data_parallel.DataParallel", "ddp"),
+        "'ddp'",
+    ),
     # models' apply / init
     ("Generator-z-shape", gan_apply("G", jnp.zeros((2, 7))), "(2, 7)"),
     ("Discriminator-image-shape", gan_apply("D", jnp.zeros((2, 28, 28, 1))), "(2, 28, 28, 1)"),

@@ -20,8 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from genjax_models.train import load_gan
-from genjax_models.train.lm_run import load_lm
+from genjax_models.runs import load_gan
+from genjax_models.runs.lm import load_lm
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 import pytest
 
-from genjax_models.train import load_gan
+from genjax_models.runs import load_gan
 from genjax_models.train.checkpoint import TMP_SUFFIX, Checkpointer
 
 pytestmark = [

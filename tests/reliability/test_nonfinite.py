@@ -13,14 +13,14 @@ import pytest
 from quadratic_support import quadratic_state, quadratic_step
 
 from genjax_models.cli import EXIT_NONFINITE, main
-from genjax_models.train import load_gan
+from genjax_models.runs import load_gan
+from genjax_models.runs.execution import checkpointer_for
 from genjax_models.train.nonfinite import (
     all_finite,
     guard_nonfinite,
     optimizer_fields,
     scale_learning_rate,
 )
-from genjax_models.train.runs import checkpointer_for
 
 
 def _batch(scale: float = 1.0) -> dict[str, jax.Array]:

@@ -12,9 +12,10 @@ import pytest
 
 from genjax_models.configs import GANConfig, TrainConfig
 from genjax_models.models.gan import ConditionalGenerator, ProjectionDiscriminator, make_dcgan
-from genjax_models.train import init_gan_state, jit_step, make_gan_step, train_gan
-from genjax_models.train.evaluation import gan_quality
-from genjax_models.train.gan_run import load_gan, sample_gan_grid
+from genjax_models.runs import train_gan
+from genjax_models.runs.gan import load_gan, sample_gan_grid
+from genjax_models.runs.gan_evaluation import gan_quality
+from genjax_models.train import init_gan_state, jit_step, make_gan_step
 
 CONFIG = GANConfig(latent_dim=8, base_width=4, image_size=16, channels=1, num_classes=3)
 METRICS = {"d_loss", "g_loss", "d_real", "d_fake", "d_fake_after", "d_acc_real", "d_acc_fake"}

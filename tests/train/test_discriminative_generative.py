@@ -16,14 +16,14 @@ from PIL import Image
 from scipy.stats import multivariate_normal
 
 from genjax_models.configs import ClassConditionalConfig, ClassifierConfig, TrainConfig
-from genjax_models.train import (
+from genjax_models.parallel.data_parallel import DataParallel, make_mesh
+from genjax_models.runs import (
     load_class_conditional,
     load_classifier,
     train_class_conditional,
     train_classifier,
 )
-from genjax_models.train.classifier_run import classify
-from genjax_models.train.parallel import DataParallel, make_mesh
+from genjax_models.runs.classifier import classify
 
 STEPS = 300
 MAJORITY = 0.6  # p(mouse)

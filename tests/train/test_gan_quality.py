@@ -9,10 +9,11 @@ import pytest
 
 from genjax_models.configs import GANConfig, TrainConfig
 from genjax_models.models.gan import make_dcgan
-from genjax_models.train import init_gan_state, train_gan
-from genjax_models.train.evaluation import gan_quality
-from genjax_models.train.gan_run import GAN_OPTIM, GANRun
-from genjax_models.train.runs import adam
+from genjax_models.runs import train_gan
+from genjax_models.runs.execution import adam
+from genjax_models.runs.gan import GAN_OPTIM, GANRun
+from genjax_models.runs.gan_evaluation import gan_quality
+from genjax_models.train import init_gan_state
 
 CONFIG = GANConfig(latent_dim=32, base_width=16, image_size=32, channels=1)
 STEPS = 300
@@ -55,7 +56,7 @@ def test_training_halves_the_frechet_distance(
 def test_an_evaluation_classifier_stopped_before_its_first_checkpoint_is_refused(
     tmp_path,
 ) -> None:
-    from genjax_models.train.evaluation import ensure_eval_classifier
+    from genjax_models.runs.gan_evaluation import ensure_eval_classifier
 
     (tmp_path / "run.json").write_text('{"identity": {"kind": "classifier"}}')
     with pytest.raises(ValueError, match="stopped before its first checkpoint: delete that"):

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from genjax_models.configs import TrainConfig, TransformerConfig, TransformerOptimConfig
-from genjax_models.train.init_from import (
+from genjax_models.runs.execution import checkpointer_for, run_identity
+from genjax_models.runs.init_from import (
     ParameterShapeError,
     init_params_from,
     merge_matching_params,
 )
-from genjax_models.train.runs import checkpointer_for, run_identity
-from genjax_models.train.seq2seq_run import init_seq2seq_state
-from genjax_models.train.workdir import prepare_workdir
+from genjax_models.runs.seq2seq import init_seq2seq_state
+from genjax_models.runs.workdir import prepare_workdir
 
 TINY = TransformerConfig(
     d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, mlp_dim=32, max_len=32

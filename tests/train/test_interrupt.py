@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from genjax_models.train import load_gan
+from genjax_models.runs import load_gan
 
 
 @pytest.mark.slow

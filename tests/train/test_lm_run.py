@@ -13,7 +13,7 @@ import pytest
 
 from genjax_models.models.decoder_only import uncached_lm_fn
 from genjax_models.models.transformer import BOS_ID, EOS_ID
-from genjax_models.train.lm_run import load_lm
+from genjax_models.runs.lm import load_lm
 
 TINY_LM_FLAGS = (
     "--set", "d_model=64", "--set", "num_heads=4", "--set", "num_layers=2", "--set", "mlp_dim=256",
@@ -124,7 +124,7 @@ def test_bad_train_lm_flags_are_one_line_errors(
 
 def test_sample_length_fills_max_len_behind_the_prompt_without_eos() -> None:
     from genjax_models.data import ByteTokenizer
-    from genjax_models.train.lm_run import (
+    from genjax_models.runs.lm import (
         SAMPLE_PROMPT,
         SAMPLE_TOKENS,
         check_generation_length,

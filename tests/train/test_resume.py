@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from genjax_models.train import load_gan
-from genjax_models.train.runs import checkpointer_for
+from genjax_models.runs import load_gan
+from genjax_models.runs.execution import checkpointer_for
 
 
 def _metric_rows(workdir: Path) -> dict[int, dict]:

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from genjax_models.train import load_seq2seq
+from genjax_models.runs import load_seq2seq
 
 TINY_SEQ2SEQ_FLAGS = (
     "--set", "d_model=16", "--set", "mlp_dim=32", "--set", "num_heads=2",

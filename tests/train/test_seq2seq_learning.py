@@ -21,10 +21,10 @@ from genjax_models.models.transformer import (
     init_decode_cache,
     uncached_full_fn,
 )
-from genjax_models.train.seq2seq_run import init_seq2seq_state
+from genjax_models.runs.seq2seq import init_seq2seq_state
+from genjax_models.runs.translation import decode_ids
 from genjax_models.train.sequence_steps import make_seq2seq_step
 from genjax_models.train.steps import jit_step
-from genjax_models.train.translation import decode_ids
 
 CONFIG = TransformerConfig(
     vocab_size=13, d_model=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genjax_models.train.workdir import WorkdirError, check_workdir, prepare_workdir
+from genjax_models.runs.workdir import WorkdirError, check_workdir, prepare_workdir
 
 IDENTITY = {"kind": "gan", "dataset": "digits", "model": {"base_width": 8}, "seed": 0}
 
@@ -98,7 +98,7 @@ def test_workdir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     [('{"name": "my experiment"}', "it has no 'identity' object"), ("{", "unreadable: Expect")],
 )
 def test_foreign_or_damaged_run_file_is_a_clear_error(tmp_path: Path, text, reason) -> None:
-    from genjax_models.train.workdir import read_run
+    from genjax_models.runs.workdir import read_run
 
     workdir = tmp_path / "w"
     workdir.mkdir()

@@ -17,8 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from genjax_models.train.runs import checkpointer_for
-from genjax_models.train.workdir import has_checkpoints, read_run
+from genjax_models.runs.execution import checkpointer_for
+from genjax_models.runs.workdir import has_checkpoints, read_run
 
 PyTree = Any
 

@@ -18,10 +18,10 @@ import numpy as np
 
 from genjax_models.configs import ClassifierConfig, TrainConfig
 from genjax_models.metrics import frechet_distance, recognisable_rate
-from genjax_models.train.classifier_run import classify, load_classifier, train_classifier
-from genjax_models.train.gan_run import GANRun, generate_images, load_gan
-from genjax_models.train.parallel import DataParallel, make_mesh
-from genjax_models.train.workdir import RUN_FILE, has_checkpoints
+from genjax_models.runs.classifier import classify, load_classifier, train_classifier
+from genjax_models.runs.gan import GANRun, generate_images, load_gan
+from genjax_models.parallel.data_parallel import DataParallel, make_mesh
+from genjax_models.runs.workdir import RUN_FILE, has_checkpoints
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"
 EVAL_CLASSIFIER_STEPS = 600

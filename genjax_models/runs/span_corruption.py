@@ -4,7 +4,7 @@ The run trains the same :class:`~genjax_models.models.transformer.EncoderDecoder
 seq2seq step as translation, on pairs made from unlabeled documents by
 :func:`~genjax_models.data.span_corruption.span_corruption_pairs` (corrupted text -> missing
 spans), packed several per row. ``train seq2seq --init-from DIR`` then starts a translation run
-from its parameters (:mod:`genjax_models.train.init_from`).
+from its parameters (:mod:`genjax_models.runs.init_from`).
 """
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ from genjax_models.configs import (
     TransformerOptimConfig,
 )
 from genjax_models.models.transformer import EncoderDecoder, make_transformer
-from genjax_models.train.parallel import DataParallel
-from genjax_models.train.runs import execute_run, run_identity
-from genjax_models.train.seq2seq_run import (
+from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.runs.execution import execute_run, run_identity
+from genjax_models.runs.seq2seq import (
     TOKENIZER_FILE,
     init_seq2seq_state,
     validation_batches,
 )
 from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
 from genjax_models.train.state import TrainState
-from genjax_models.train.workdir import check_workdir
+from genjax_models.runs.workdir import check_workdir
 
 DEFAULT_PRETRAIN_DATASET = "python_docs"
 

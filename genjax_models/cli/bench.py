@@ -20,7 +20,7 @@ BENCHMARKS = {
 def run_benchmark(name: str, options: Sequence[str]) -> bool:
     """Runs ``benchmarks/<BENCHMARKS[name]>``'s ``main(options)``; False if the script is absent
     (an installed wheel has no ``benchmarks/``)."""
-    directory = Path(__file__).resolve().parents[1] / "benchmarks"
+    directory = Path(__file__).resolve().parents[2] / "benchmarks"
     script = directory / BENCHMARKS[name]
     if not script.exists():
         return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from genjax_models.config_checks import (
+from genjax_models.configs.checks import (
     COMPUTE_DTYPES,
     check_adam,
     check_attention,

@@ -17,12 +17,12 @@ import numpy as np
 
 from genjax_models.configs import GANConfig, OptimConfig, TrainConfig, from_dict
 from genjax_models.models.gan import make_dcgan
-from genjax_models.train.images import save_image_grid
-from genjax_models.train.parallel import DataParallel
-from genjax_models.train.runs import adam, execute_run, restore_run, run_identity
+from genjax_models.runs.images import save_image_grid
+from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
 from genjax_models.train.state import GANState, init_gan_state
 from genjax_models.train.steps import make_gan_step
-from genjax_models.train.workdir import check_workdir, read_run
+from genjax_models.runs.workdir import check_workdir, read_run
 
 NUM_FIXED_SAMPLES = 64
 GAN_OPTIM = OptimConfig()

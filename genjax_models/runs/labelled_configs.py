@@ -16,8 +16,8 @@ from genjax_models.configs import (
     OptimConfig,
     override_all,
 )
-from genjax_models.train.class_conditional_run import GENERATIVE_OPTIM
-from genjax_models.train.classifier_run import CLASSIFIER_OPTIM, FEATURE_CLASSIFIER_OPTIM
+from genjax_models.runs.class_conditional import GENERATIVE_OPTIM
+from genjax_models.runs.classifier import CLASSIFIER_OPTIM, FEATURE_CLASSIFIER_OPTIM
 
 IMAGE_COVARIANCE_PRIOR = 0.01
 """Default ``covariance_prior`` of the Gaussian classifier on images (more pixels than examples

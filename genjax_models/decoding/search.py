@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from genjax_models.decoding_checks import (
+from genjax_models.decoding.checks import (
     Cache,
     StepFn,
     check_decode_args,

@@ -1,7 +1,7 @@
 """Command line for text models: ``train lm``, ``train span_corruption``, ``generate``, and
 running a seq2seq run (``eval seq2seq``, ``translate``).
 
-Registered by :mod:`genjax_models.cli`, with the same error rules: every user error is one line
+Dispatched by :mod:`genjax_models.cli.main`, with the same error rules: every user error is one line
 ``genjax-models: error: ...`` and exit status 2, before anything is compiled.
 """
 
@@ -11,41 +11,9 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from genjax_models.config_checks import seed_arg
-
-TEXT_KIND = "text (NAME[@FEATURE],...)"
-
-
-def add_text_commands(
-    train: argparse._SubParsersAction,
-    commands: argparse._SubParsersAction,
-    add_train_flags: Callable[..., None],
-) -> None:
-    """Adds ``train lm``, ``train span_corruption`` and ``generate`` to the parser."""
-    lm = train.add_parser("lm", help="decoder-only Transformer language model (GPT-style)")
-    add_train_flags(lm, steps=2000, dataset="python_docs", kind=TEXT_KIND, example="d_model=128")
-    span = train.add_parser(
-        "span_corruption", help="pretrain the encoder-decoder on unlabeled text (T5-style)"
-    )
-    add_train_flags(
-        span, steps=2000, dataset="python_docs", kind=TEXT_KIND, example="noise_density=0.15"
-    )
-    generate = commands.add_parser("generate", help="continue a prompt with a trained LM")
-    generate.add_argument("--workdir", required=True, help="an LM run (genjax-models train lm)")
-    generate.add_argument("--prompt", default="", help="text to continue (default: none)")
-    generate.add_argument(
-        "--max-new", type=int, default=200, help="tokens to generate (default 200)"
-    )
-    generate.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    generate.add_argument("--top-k", type=int, default=0, help="keep the k likeliest (0 = off)")
-    generate.add_argument(
-        "--top-p", type=float, default=0.95, help="nucleus sampling mass (1 = off, default 0.95)"
-    )
-    generate.add_argument("--num", type=int, default=1, help="samples of the prompt (default 1)")
-    generate.add_argument("--seed", type=seed_arg, default=0)
+from genjax_models.cli.parser import UsageError
 
 
 def run_text_train(args: argparse.Namespace, train: Any, common: dict[str, Any]) -> None:
@@ -60,7 +28,7 @@ def run_text_train(args: argparse.Namespace, train: Any, common: dict[str, Any])
     )
 
     if args.model == "lm":
-        from genjax_models.train.lm_run import train_lm
+        from genjax_models.runs.lm import train_lm
 
         config, optim = override_all((LMConfig(), TransformerOptimConfig()), args.set)
         _, metrics = train_lm(config, train, optim=optim, **common)
@@ -71,7 +39,7 @@ def run_text_train(args: argparse.Namespace, train: Any, common: dict[str, Any])
                 f"{metrics['unigram_entropy']:.4f} nats/token)"
             )
         return
-    from genjax_models.train.pretrain_run import train_span_corruption
+    from genjax_models.runs.span_corruption import train_span_corruption
 
     configs = (TransformerConfig(), TransformerOptimConfig(), SpanCorruptionConfig())
     config, optim, span = override_all(configs, args.set)
@@ -90,7 +58,7 @@ def run_generate(args: argparse.Namespace) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)  # reported in one line by cli.main
-    from genjax_models.train.lm_run import generate_text, load_lm
+    from genjax_models.runs.lm import generate_text, load_lm
 
     run = load_lm(args.workdir)
     texts = generate_text(
@@ -111,8 +79,7 @@ def run_generate(args: argparse.Namespace) -> None:
 def run_eval_or_translate_seq2seq(args: argparse.Namespace) -> None:
     """``eval seq2seq`` (BLEU / exact match JSON on stdout) and ``translate`` (one output line
     per input line)."""
-    from genjax_models.cli import UsageError
-    from genjax_models.train import evaluate_seq2seq, load_seq2seq, translate_texts
+    from genjax_models.runs import evaluate_seq2seq, load_seq2seq, translate_texts
 
     if args.beam_size < 1:
         raise UsageError(f"--beam-size {args.beam_size} is invalid: expected an integer >= 1")

@@ -22,9 +22,9 @@ from genjax_models.models.class_conditional import (
     make_class_conditional,
     sample_class_conditional,
 )
-from genjax_models.train.classifier_run import init_labelled_state, train_labelled_model
-from genjax_models.train.parallel import DataParallel
-from genjax_models.train.runs import restore_run
+from genjax_models.runs.classifier import init_labelled_state, train_labelled_model
+from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.runs.execution import restore_run
 from genjax_models.train.state import TrainState
 
 GENERATIVE_OPTIM = OptimConfig(learning_rate=1e-2, b1=0.9)

@@ -22,11 +22,11 @@ import numpy as np
 from genjax_models.configs import ClassifierConfig, OptimConfig, TrainConfig, from_dict
 from genjax_models.models.classifier import make_classifier
 from genjax_models.nn.standardize import STANDARDIZE, with_input_statistics
-from genjax_models.train.parallel import DataParallel
-from genjax_models.train.runs import adam, execute_run, restore_run, run_identity
+from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
 from genjax_models.train.state import TrainState, init_train_state
 from genjax_models.train.steps import make_classifier_eval_step, make_classifier_step
-from genjax_models.train.workdir import check_workdir
+from genjax_models.runs.workdir import check_workdir
 
 CLASSIFIER_OPTIM = OptimConfig(learning_rate=1e-3, b1=0.9)
 """Adam defaults for classifiers (the DCGAN defaults in ``OptimConfig`` are for GANs)."""

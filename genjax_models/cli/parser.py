@@ -1,29 +1,19 @@
-"""Command line: ``genjax-models train|sample|eval ...``.
+"""The ``genjax-models`` argument parser: every command and flag, and the one-line usage error.
 
-Every user error (a bad flag or value, a missing dataset, a conflicting workdir, a missing
-checkpoint) is reported as one line ``genjax-models: error: ...`` with exit status 2, before any
-compilation or training starts. Set ``GENJAX_MODELS_DEBUG=1`` to get the full traceback instead.
+Building the parser imports only the standard library and :mod:`genjax_models.configs` (no JAX),
+so ``genjax-models --help`` answers at once; the commands import what they run.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
-import sys
-from collections.abc import Sequence
 
 from genjax_models import __version__
-from genjax_models.cli_bench import BENCHMARKS
-from genjax_models.config_checks import seed_arg
-from genjax_models.configs import ON_NAN_POLICIES, GANConfig, TrainConfig, override
+from genjax_models.cli.bench import BENCHMARKS
+from genjax_models.configs import ON_NAN_POLICIES
+from genjax_models.configs.checks import seed_arg
 
-# Channels of common image datasets; others take --set channels=N.
-DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "emnist": 1, "kmnist": 1}
-EXIT_USAGE = 2
-EXIT_NONFINITE = 3  # training diverged (--on-nan stop, or too many rollbacks)
-EXIT_INTERRUPTED = 130
+TEXT_KIND = "text (NAME[@FEATURE],...)"
 
 
 class UsageError(Exception):
@@ -146,9 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="start from a pretrained run's params (those whose names and shapes match)",
     )
-    from genjax_models.cli_text import add_text_commands
-
-    add_text_commands(train, commands, _add_train_flags)
+    _add_text_commands(train, commands)
 
     sample = commands.add_parser("sample", help="write a grid of samples").add_subparsers(
         dest="model", required=True, parser_class=_Parser
@@ -209,16 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_bench(args: argparse.Namespace) -> None:
-    from genjax_models.cli_bench import run_benchmark
-
-    if not run_benchmark(args.benchmark, args.options):
-        raise UsageError(
-            f"benchmarks/{BENCHMARKS[args.benchmark]} not found: `genjax-models bench` runs the "
-            "scripts of a source checkout (pip install -e .)"
-        )
-
-
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--beam-size", type=int, default=1, help="1 = greedy (default), >1 = beam search"
@@ -228,146 +206,28 @@ def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        log_every=args.log_every,
-        sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every,
-        workdir=args.workdir,
-        on_nan=args.on_nan,
-        inject_nan_at_step=args.inject_nan_at,
+def _add_text_commands(
+    train: argparse._SubParsersAction, commands: argparse._SubParsersAction
+) -> None:
+    """Adds ``train lm``, ``train span_corruption`` and ``generate`` to the parser."""
+    lm = train.add_parser("lm", help="decoder-only Transformer language model (GPT-style)")
+    _add_train_flags(lm, steps=2000, dataset="python_docs", kind=TEXT_KIND, example="d_model=128")
+    span = train.add_parser(
+        "span_corruption", help="pretrain the encoder-decoder on unlabeled text (T5-style)"
     )
-
-
-def _run_train(args: argparse.Namespace) -> None:
-    from genjax_models.data.tfds_access import dataset_base_name
-    from genjax_models.train import train_classifier, train_gan
-    from genjax_models.train.parallel import DataParallel, make_mesh
-
-    train = _train_config(args)
-    parallel = DataParallel(args.parallel, make_mesh(args.devices))
-    channels = DATASET_CHANNELS.get(dataset_base_name(args.dataset), 3)
-    common = dict(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        parallel=parallel,
+    _add_train_flags(
+        span, steps=2000, dataset="python_docs", kind=TEXT_KIND, example="noise_density=0.15"
     )
-    if args.model == "seq2seq":
-        from genjax_models.configs import TransformerConfig, TransformerOptimConfig, override_all
-        from genjax_models.train import train_seq2seq
-
-        config, optim = override_all((TransformerConfig(), TransformerOptimConfig()), args.set)
-        train_seq2seq(
-            config, train, optim=optim, pack=args.pack, train_split=args.train_split,
-            init_from=args.init_from, **common,
-        )  # fmt: skip
-    elif args.model in ("lm", "span_corruption"):
-        from genjax_models.cli_text import run_text_train
-
-        run_text_train(args, train, common)
-    elif args.model == "gan":
-        if args.loss and any(a.split("=")[0].strip() == "loss" for a in args.set):
-            raise UsageError("--loss and --set loss=... both given: pass one of them")
-        config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
-        config = override(config, args.set)  # bad --set values fail before any data is read
-        if args.conditional and not config.num_classes:
-            from genjax_models.data.features import describe_labelled_dataset
-
-            classes = describe_labelled_dataset(args.dataset, args.data_dir)["num_classes"]
-            if classes < 2:
-                raise UsageError(f"--conditional needs labels but {args.dataset!r} has none")
-            config = dataclasses.replace(config, num_classes=classes)
-        train_gan(config, train, **common)
-    else:
-        from genjax_models.data.features import check_label_fraction
-        from genjax_models.train import train_class_conditional
-        from genjax_models.train.labelled_configs import labelled_configs
-
-        check_label_fraction(args.label_fraction)
-        config, optim = labelled_configs(
-            args.model, args.dataset, data_dir=args.data_dir, channels=channels,
-            assignments=args.set,
-        )  # fmt: skip
-        run = train_classifier if args.model == "classifier" else train_class_conditional
-        run(config, train, optim=optim, label_fraction=args.label_fraction, **common)
-    print(f"genjax-models: done; outputs in {train.workdir}")
-
-
-def _run_sample(args: argparse.Namespace) -> None:
-    from genjax_models.train.gan_run import sample_gan_grid
-    from genjax_models.train.images import save_image_grid
-
-    if os.path.isdir(args.out) or not args.out.lower().endswith(".png"):
-        raise UsageError(f"--out {args.out!r} is invalid: expected a .png file path")
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UsageError(
-            f"--out {args.out} exists: pass --overwrite to replace it, or another --out"
-        )
-    images, columns = sample_gan_grid(
-        args.workdir, args.num, args.seed, use_ema=not args.no_ema, label=args.label
+    generate = commands.add_parser("generate", help="continue a prompt with a trained LM")
+    generate.add_argument("--workdir", required=True, help="an LM run (genjax-models train lm)")
+    generate.add_argument("--prompt", default="", help="text to continue (default: none)")
+    generate.add_argument(
+        "--max-new", type=int, default=200, help="tokens to generate (default 200)"
     )
-    print(f"genjax-models: wrote {save_image_grid(images, args.out, columns=columns)}")
-
-
-def _run_eval(args: argparse.Namespace) -> None:
-    from genjax_models.train import evaluate_gan
-
-    result = evaluate_gan(
-        args.workdir,
-        num_samples=args.num_samples,
-        seed=args.seed,
-        classifier_workdir=args.classifier_workdir,
-        classifier_steps=args.classifier_steps,
-        data_dir=args.data_dir,
+    generate.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    generate.add_argument("--top-k", type=int, default=0, help="keep the k likeliest (0 = off)")
+    generate.add_argument(
+        "--top-p", type=float, default=0.95, help="nucleus sampling mass (1 = off, default 0.95)"
     )
-    print(json.dumps(result, indent=2))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``genjax-models`` console script; returns the exit status."""
-    from genjax_models.cpu_runtime import configure_cpu_runtime
-    from genjax_models.train.loop import TrainingInterrupted
-    from genjax_models.train.nonfinite import NonFiniteError
-
-    try:
-        args = build_parser().parse_args(argv)
-        configure_cpu_runtime()  # before anything runs; GENJAX_MODELS_CPU_RUNTIME=default: off
-        if args.command == "bench":
-            _run_bench(args)
-        elif args.command == "translate" or (args.command == "eval" and args.model == "seq2seq"):
-            from genjax_models.cli_text import run_eval_or_translate_seq2seq
-
-            run_eval_or_translate_seq2seq(args)
-        elif args.command == "generate":
-            from genjax_models.cli_text import run_generate
-
-            run_generate(args)
-        else:
-            {"train": _run_train, "sample": _run_sample, "eval": _run_eval}[args.command](args)
-    except TrainingInterrupted as stop:
-        print(f"genjax-models: {stop}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except NonFiniteError as err:
-        print(f"genjax-models: error: {err}", file=sys.stderr)
-        return EXIT_NONFINITE
-    except KeyboardInterrupt:  # before or between training steps (the loop handles its own)
-        if os.environ.get("GENJAX_MODELS_DEBUG"):
-            raise
-        print("genjax-models: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (UsageError, ValueError, OSError, ImportError) as err:
-        if os.environ.get("GENJAX_MODELS_DEBUG"):
-            raise
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"genjax-models: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    generate.add_argument("--num", type=int, default=1, help="samples of the prompt (default 1)")
+    generate.add_argument("--seed", type=seed_arg, default=0)

@@ -1,0 +1,129 @@
+"""Configs of the image and feature models: the DCGAN (:class:`GANConfig`), the classifiers
+p(y|x) (:class:`ClassifierConfig`) and the Gaussian class-conditional model p(x|y)p(y)
+(:class:`ClassConditionalConfig`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from genjax_models.configs.checks import (
+    COMPUTE_DTYPES,
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    fail,
+    is_finite_number,
+    is_power_of_two,
+)
+
+GAN_LOSSES = ("non_saturating", "minimax", "hinge")
+CLASSIFIER_ARCHITECTURES = ("cnn", "mlp")
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    """DCGAN architecture and game.
+
+    ``image_size`` must be a power of two >= 8 (32 for digits/CIFAR-10). Datasets with other sizes
+    (MNIST's 28x28) are padded to ``image_size`` by the data pipeline. ``num_classes > 0`` makes
+    the GAN conditional on a label in ``0..num_classes-1`` (projection discriminator).
+    """
+
+    latent_dim: int = 100
+    base_width: int = 64
+    image_size: int = 32
+    channels: int = 1
+    loss: str = "non_saturating"
+    n_critic: int = 1
+    ema_decay: float = 0.999
+    dtype: str = "float32"
+    num_classes: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive_int(self, "latent_dim", "base_width", "image_size", "channels", "n_critic")
+        check_non_negative_int(self, "num_classes", "0 (unconditional) or the number of labels")
+        if not is_power_of_two(self.image_size) or self.image_size < 8:
+            fail(
+                type(self),
+                "image_size",
+                self.image_size,
+                "a power of two >= 8 (pad 28x28 images to 32: the data pipeline does this)",
+            )
+        check_choice(self, "loss", GAN_LOSSES)
+        check_choice(self, "dtype", COMPUTE_DTYPES)
+        if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
+            fail(type(self), "ema_decay", self.ema_decay, "a float in [0, 1) (0 disables EMA)")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of generated images."""
+        return (self.image_size, self.image_size, self.channels)
+
+    @property
+    def num_upsamplings(self) -> int:
+        """Number of 2x up-sampling blocks from the 4x4 seed to ``image_size``."""
+        return int(math.log2(self.image_size)) - 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """Discriminative classifier p(y|x): a small CNN for images (its penultimate features also
+    serve the Frechet distance) or an MLP of ``hidden_layers`` x ``feature_dim`` units
+    (``hidden_layers=0``: logistic regression). ``num_features > 0`` means inputs are feature
+    vectors of that size (``elephants_mice``: 2), else images ``image_size`` x ``image_size``."""
+
+    num_classes: int = 10
+    image_size: int = 32
+    channels: int = 1
+    width: int = 16
+    feature_dim: int = 64
+    dtype: str = "float32"
+    architecture: str = "cnn"
+    hidden_layers: int = 1
+    num_features: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive_int(self, "num_classes", "image_size", "channels", "width", "feature_dim")
+        if self.num_classes < 2:
+            fail(type(self), "num_classes", self.num_classes, "at least 2 classes")
+        check_choice(self, "dtype", COMPUTE_DTYPES)
+        check_choice(self, "architecture", CLASSIFIER_ARCHITECTURES)
+        check_non_negative_int(self, "hidden_layers", "an integer >= 0 (0: logistic regression)")
+        check_non_negative_int(self, "num_features", "0 (images) or the feature vector size")
+        if self.architecture == "cnn" and self.num_features:
+            fail(type(self), "architecture", "cnn", "mlp for feature vectors (architecture=mlp)")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input: ``(num_features,)`` or ``(image_size, image_size, channels)``."""
+        if self.num_features:
+            return (self.num_features,)
+        return (self.image_size, self.image_size, self.channels)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassConditionalConfig:
+    """Generative classifier p(x|y)p(y): one full-covariance Gaussian per class.
+
+    Inputs as :class:`ClassifierConfig`'s. ``covariance_prior`` c >= 0 turns maximum likelihood
+    into MAP: it adds ``c / p(y)`` to every variance of class y (in standardised units), which
+    keeps covariances invertible when a class has fewer examples than dimensions (digits).
+    """
+
+    num_classes: int = 2
+    num_features: int = 0
+    image_size: int = 16
+    channels: int = 1
+    covariance_prior: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_positive_int(self, "num_classes", "image_size", "channels")
+        if self.num_classes < 2:
+            fail(type(self), "num_classes", self.num_classes, "at least 2 classes")
+        check_non_negative_int(self, "num_features", "0 (images) or the feature vector size")
+        value = self.covariance_prior
+        if not is_finite_number(value) or not value >= 0:
+            fail(type(self), "covariance_prior", value, "a finite float >= 0 (e.g. 0.01)")
+
+    input_shape = ClassifierConfig.input_shape

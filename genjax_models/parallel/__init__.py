@@ -1,0 +1,32 @@
+"""Where a step runs: device meshes and the data-parallel plans that wrap any step function
+unchanged (:mod:`genjax_models.parallel.data_parallel`), and the XLA:CPU process settings
+(:mod:`genjax_models.parallel.cpu_runtime`).
+
+This package sits above the engine (:mod:`genjax_models.train`): it wraps the engine's pure steps
+and never changes them; the engine's loop takes a plan through its ``Placement`` protocol.
+"""
+
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime, cpu_runtime_configured
+from genjax_models.parallel.data_parallel import (
+    AXIS,
+    PARALLEL_KINDS,
+    DataParallel,
+    ParallelError,
+    data_parallel,
+    make_mesh,
+    pmap_parallel,
+    shard_map_parallel,
+)
+
+__all__ = [
+    "AXIS",
+    "PARALLEL_KINDS",
+    "DataParallel",
+    "ParallelError",
+    "configure_cpu_runtime",
+    "cpu_runtime_configured",
+    "data_parallel",
+    "make_mesh",
+    "pmap_parallel",
+    "shard_map_parallel",
+]
