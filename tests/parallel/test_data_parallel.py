@@ -207,7 +207,7 @@ def test_wrapper_functions_match_the_plain_jitted_step_on_one_device(wrapper: st
     import optax
 
     from genjax_models.models.classifier import CNNClassifier
-    from genjax_models.train import parallel as parallel_module
+    from genjax_models.parallel import data_parallel as parallel_module
     from genjax_models.train.state import init_train_state
     from genjax_models.train.steps import jit_step, make_classifier_step
 
