@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
+import jax.core
 import numpy as np
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 BENCHMARKS = {
     "gan": "bench_gan.py",
@@ -28,7 +29,8 @@ def run_benchmark(name: str, options: Sequence[str]) -> bool:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", script)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    common = sys.modules.get("common")  # the scripts' shared helpers, imported by the script
+    # the scripts' shared helpers, imported by the script (a module of unknown attributes: Any)
+    common: Any = sys.modules.get("common")
     if common is not None and hasattr(common, "PROG"):
         common.PROG = "genjax-models"  # usage and errors name the console script
     module.main(options)

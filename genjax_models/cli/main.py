@@ -44,7 +44,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         run[args.command](args)
 
 
-def _report(err: Exception) -> int:
+def _report(err: BaseException) -> int:
     """The exit status of an exception out of a command (printed in one line), or re-raises."""
     from genjax_models.train.loop import TrainingInterrupted
     from genjax_models.train.nonfinite import NonFiniteError

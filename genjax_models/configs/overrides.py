@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from genjax_models.configs.checks import ConfigError
 
-C = TypeVar("C")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -17,7 +20,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def from_dict(cls: type[C], values: dict[str, Any]) -> C:
     """Builds ``cls`` from ``values``; unknown keys raise :class:`ConfigError` listing valid ones."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(
@@ -31,7 +34,7 @@ def override(config: C, assignments: list[str] | tuple[str, ...]) -> C:
 
     Example: ``override(GANConfig(), ["base_width=32", "loss=hinge"])``.
     """
-    fields = {f.name: f for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(config)}
     changes: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")

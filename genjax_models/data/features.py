@@ -17,7 +17,7 @@ import numpy as np
 from genjax_models.data.pipeline import ImageArrays, load_image_dataset
 from genjax_models.data.tfds_access import prepared_builder
 
-A = TypeVar("A", "ImageArrays", "FeatureArrays")
+A = TypeVar("A", bound="ImageArrays | FeatureArrays")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -194,7 +194,9 @@ def sample_decode(
         safe_t = jnp.where(temperature > 0, temperature, 1.0)
         filtered = filter_logits(logits, temperature=safe_t, top_k=top_k, top_p=top_p)
         sampled = jax.random.categorical(jax.random.fold_in(rng, step), filtered, axis=-1)
-        return sampled if t is not None else jnp.where(temperature > 0, sampled, _argmax(logits, 0))
+        return (
+            sampled if t is not None else jnp.where(temperature > 0, sampled, _argmax(logits, step))
+        )
 
     return _decode_loop(step_fn, cache, choose, batch_size, max_len, bos_id, eos_id, pad_id)
 

@@ -17,6 +17,8 @@ returns the logits after the prompt (the ``BOS`` the decoders feed first is not 
 
 from __future__ import annotations
 
+from typing import cast
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -174,18 +176,25 @@ def init_lm_cache(
     if prompt_len + 1 > max_len:
         raise ValueError(f"a {prompt_len}-token prompt needs max_len >= {prompt_len + 1}")
     dummy = jnp.zeros((batch, max_len), jnp.int32)
-    _, variables = model.apply(
-        {"params": params}, dummy, decode=True, mutable=["cache"], method=DecoderOnlyLM.logits
+    # Module.apply is typed "output or (output, variables)": with mutable= it is the pair
+    _, variables = cast(
+        "tuple[jax.Array, dict]",
+        model.apply(
+            {"params": params}, dummy, decode=True, mutable=["cache"], method=DecoderOnlyLM.logits
+        ),
     )
     feed = jnp.concatenate([jnp.full((batch, 1), BOS_ID, jnp.int32), prompts.astype(jnp.int32)], 1)
 
     def step(cache: dict, tokens: jax.Array) -> tuple[dict, jax.Array]:
-        logits, new = model.apply(
-            {"params": params, "cache": cache},
-            tokens[:, None],
-            decode=True,
-            mutable=["cache"],
-            method=DecoderOnlyLM.logits,
+        logits, new = cast(
+            "tuple[jax.Array, dict]",
+            model.apply(
+                {"params": params, "cache": cache},
+                tokens[:, None],
+                decode=True,
+                mutable=["cache"],
+                method=DecoderOnlyLM.logits,
+            ),
         )
         return new["cache"], logits[:, 0]
 
@@ -202,12 +211,15 @@ def lm_step_fn(model: DecoderOnlyLM, params: dict):
 
     def step_fn(cache: dict, tokens: jax.Array) -> tuple[jax.Array, dict]:
         def feed(cache: dict) -> tuple[jax.Array, dict]:
-            logits, variables = model.apply(
-                {"params": params, "cache": cache["attention"]},
-                tokens[:, None],
-                decode=True,
-                mutable=["cache"],
-                method=DecoderOnlyLM.logits,
+            logits, variables = cast(
+                "tuple[jax.Array, dict]",
+                model.apply(
+                    {"params": params, "cache": cache["attention"]},
+                    tokens[:, None],
+                    decode=True,
+                    mutable=["cache"],
+                    method=DecoderOnlyLM.logits,
+                ),
             )
             return logits[:, 0], variables["cache"]
 
@@ -227,6 +239,6 @@ def uncached_lm_fn(model: DecoderOnlyLM, params: dict):
     """
 
     def full_fn(tokens: jax.Array) -> jax.Array:
-        return model.apply({"params": params}, tokens, method=DecoderOnlyLM.logits)
+        return cast(jax.Array, model.apply({"params": params}, tokens, method=DecoderOnlyLM.logits))
 
     return full_fn

@@ -212,7 +212,7 @@ def make_dcgan(
     """
     dtype = compute_dtype(config.dtype)
     if config.num_classes:
-        common = dict(
+        common: dict[str, Any] = dict(
             num_classes=config.num_classes,
             base_width=config.base_width,
             image_size=config.image_size,

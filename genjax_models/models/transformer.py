@@ -12,6 +12,8 @@ vocab_size]``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -277,14 +279,18 @@ def init_decode_cache(
     segments = default_segments(inputs)
     encoded = model.apply({"params": params}, inputs, segments, method=EncoderDecoder.encode)
     dummy = jnp.zeros((inputs.shape[0], max_len), jnp.int32)
-    _, variables = model.apply(
-        {"params": params},
-        encoded,
-        segments,
-        dummy,
-        decode=True,
-        mutable=["cache"],
-        method=EncoderDecoder.decode,
+    # Module.apply is typed "output or (output, variables)": with mutable= it is the pair
+    _, variables = cast(
+        "tuple[jax.Array, dict]",
+        model.apply(
+            {"params": params},
+            encoded,
+            segments,
+            dummy,
+            decode=True,
+            mutable=["cache"],
+            method=EncoderDecoder.decode,
+        ),
     )
     return {"attention": variables["cache"], "encoder_segments": segments}
 
@@ -314,17 +320,23 @@ def uncached_full_fn(model: EncoderDecoder, params: dict, inputs: jax.Array):
     multiple of the batch (beam search): row ``i`` decodes source ``i // (n // batch)``.
     """
     segments = default_segments(inputs)
-    encoded = model.apply({"params": params}, inputs, segments, method=EncoderDecoder.encode)
+    encoded = cast(
+        jax.Array,
+        model.apply({"params": params}, inputs, segments, method=EncoderDecoder.encode),
+    )
 
     def full_fn(tokens: jax.Array) -> jax.Array:
         check_decode_length(model, tokens.shape[1])
         repeats = tokens.shape[0] // inputs.shape[0]
-        return model.apply(
-            {"params": params},
-            jnp.repeat(encoded, repeats, axis=0),
-            jnp.repeat(segments, repeats, axis=0),
-            tokens,
-            method=EncoderDecoder.decode,
+        return cast(
+            jax.Array,
+            model.apply(
+                {"params": params},
+                jnp.repeat(encoded, repeats, axis=0),
+                jnp.repeat(segments, repeats, axis=0),
+                tokens,
+                method=EncoderDecoder.decode,
+            ),
         )
 
     return full_fn

@@ -72,4 +72,5 @@ def attend(embed: nn.Embed, x: jax.Array) -> jax.Array:
     """``embed.attend(x)`` as one 2-D product: ``x: [..., features]`` -> ``[..., vocab]`` logits
     against every row of the embedding table (tied output projection), in ``embed.dtype``."""
     query, table = embed.promote_dtype(x, embed.embedding, dtype=embed.dtype)
+    assert query is not None and table is not None  # promote_dtype gives None only for None
     return flat_dot_general(query, jnp.transpose(table), (((x.ndim - 1,), (0,)), ((), ())))

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -24,9 +24,9 @@ from genjax_models.models.classifier import make_classifier
 from genjax_models.nn.standardize import STANDARDIZE, with_input_statistics
 from genjax_models.parallel.data_parallel import DataParallel
 from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
+from genjax_models.runs.workdir import check_workdir
 from genjax_models.train.state import TrainState, init_train_state
 from genjax_models.train.steps import make_classifier_eval_step, make_classifier_step
-from genjax_models.runs.workdir import check_workdir
 
 CLASSIFIER_OPTIM = OptimConfig(learning_rate=1e-3, b1=0.9)
 """Adam defaults for classifiers (the DCGAN defaults in ``OptimConfig`` are for GANs)."""
@@ -107,7 +107,11 @@ def classify(
 
     def apply(s: TrainState, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         variables = {"params": s.params, "batch_stats": s.batch_stats}
-        return model.apply(variables, x, train=False, return_features=True)
+        # Module.apply is typed "output or (output, variables)"; this output is the pair
+        return cast(
+            "tuple[jax.Array, jax.Array]",
+            model.apply(variables, x, train=False, return_features=True),
+        )
 
     apply = jax.jit(apply)
     probabilities, features = [], []

@@ -45,7 +45,9 @@ def save_image_grid(
     grid = image_grid(images, columns)
     picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        picture = picture.resize(
+            (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
+        )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     picture.save(path)
     return path

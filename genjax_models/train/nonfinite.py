@@ -88,9 +88,9 @@ def _scaled(tx: optax.GradientTransformation, factor: float) -> optax.GradientTr
     weight decay, clipping first), so this is exactly a learning rate ``factor`` times smaller.
     """
 
-    def update(updates: Any, opt_state: Any, params: Any = None) -> tuple[Any, Any]:
-        updates, opt_state = tx.update(updates, opt_state, params)
-        return jax.tree.map(lambda u: u * jnp.asarray(factor, u.dtype), updates), opt_state
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        updates, state = tx.update(updates, state, params)
+        return jax.tree.map(lambda u: u * jnp.asarray(factor, u.dtype), updates), state
 
     return optax.GradientTransformation(tx.init, update)
 

@@ -17,7 +17,7 @@ def warmup_rsqrt_schedule(peak: float, warmup_steps: int) -> optax.Schedule:
     gets ``peak / warmup_steps``, not 0).
     """
 
-    def schedule(step: jax.Array) -> jax.Array:
+    def schedule(step: jax.typing.ArrayLike) -> jax.Array:
         t = jnp.asarray(step, jnp.float32) + 1.0
         return peak * jnp.minimum(t / warmup_steps, jnp.sqrt(warmup_steps / t))
 

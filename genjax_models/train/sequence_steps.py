@@ -21,7 +21,7 @@ bit-for-bit across device counts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -65,9 +65,11 @@ Forward = Callable[..., jax.Array]
 def _seq2seq_forward(model: nn.Module) -> Forward:
     def forward(params: PyTree, batch: Batch, **kwargs: Any) -> jax.Array:
         packing = {name: batch[name] for name in PACKING_FIELDS if name in batch}
-        return model.apply(
+        # Module.apply is typed "output or (output, variables)": no mutable=, the output
+        logits = model.apply(
             {"params": params}, batch["inputs"], batch["targets"], **packing, **kwargs
         )
+        return cast(jax.Array, logits)
 
     return forward
 
@@ -75,7 +77,8 @@ def _seq2seq_forward(model: nn.Module) -> Forward:
 def _lm_forward(model: nn.Module) -> Forward:
     def forward(params: PyTree, batch: Batch, **kwargs: Any) -> jax.Array:
         packing = {name: batch[name] for name in LM_PACKING_FIELDS if name in batch}
-        return model.apply({"params": params}, batch["inputs"], **packing, **kwargs)
+        logits = model.apply({"params": params}, batch["inputs"], **packing, **kwargs)
+        return cast(jax.Array, logits)
 
     return forward
 
@@ -164,6 +167,13 @@ def make_token_eval_step(
     return eval_step
 
 
+def _label_smoothing(model: nn.Module, label_smoothing: float | None) -> float:
+    """``label_smoothing``, or ``model.config.label_smoothing`` when it is ``None``."""
+    if label_smoothing is None:
+        return model.config.label_smoothing
+    return label_smoothing
+
+
 def make_seq2seq_step(model: nn.Module, label_smoothing: float | None = None) -> Step:
     """Builds ``seq2seq_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
 
@@ -171,8 +181,7 @@ def make_seq2seq_step(model: nn.Module, label_smoothing: float | None = None) ->
     decoder. ``label_smoothing`` defaults to ``model.config.label_smoothing``. Metrics as
     :func:`make_token_step`, per real target token.
     """
-    if label_smoothing is None:
-        label_smoothing = model.config.label_smoothing
+    label_smoothing = _label_smoothing(model, label_smoothing)
     return make_token_step(_seq2seq_forward(model), "targets", target_weights, label_smoothing)
 
 
@@ -181,8 +190,7 @@ def make_seq2seq_eval_step(model: nn.Module, label_smoothing: float | None = Non
 
     Sums, not means, so callers add up batches exactly and divide by ``tokens`` at the end.
     """
-    if label_smoothing is None:
-        label_smoothing = model.config.label_smoothing
+    label_smoothing = _label_smoothing(model, label_smoothing)
     return make_token_eval_step(_seq2seq_forward(model), "targets", target_weights, label_smoothing)
 
 
@@ -194,13 +202,11 @@ def make_lm_step(model: nn.Module, label_smoothing: float | None = None) -> Step
     padding (segment 0) weighs 0. Same loss, metrics and global-token normalisation as
     :func:`make_seq2seq_step`; ``label_smoothing`` defaults to ``model.config.label_smoothing``.
     """
-    if label_smoothing is None:
-        label_smoothing = model.config.label_smoothing
+    label_smoothing = _label_smoothing(model, label_smoothing)
     return make_token_step(_lm_forward(model), "inputs", lm_weights, label_smoothing)
 
 
 def make_lm_eval_step(model: nn.Module, label_smoothing: float | None = None):
     """``eval_step(state, batch) -> {"loss", "nll", "accuracy", "tokens"}`` summed over tokens."""
-    if label_smoothing is None:
-        label_smoothing = model.config.label_smoothing
+    label_smoothing = _label_smoothing(model, label_smoothing)
     return make_token_eval_step(_lm_forward(model), "inputs", lm_weights, label_smoothing)

@@ -7,13 +7,17 @@ optimizer states, the EMA generator, the step counter and the base RNG key. The 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from typing import Self
 
 PyTree = Any
 
@@ -37,6 +41,10 @@ class TrainState:
     batch_stats: PyTree
     opt_state: PyTree
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+    if TYPE_CHECKING:  # added by ``flax.struct.dataclass``, which type checkers cannot see
+
+        def replace(self, **updates: Any) -> Self: ...
 
 
 @flax.struct.dataclass
@@ -65,6 +73,10 @@ class GANState:
     g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
     d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
+    if TYPE_CHECKING:  # added by ``flax.struct.dataclass``, which type checkers cannot see
+
+        def replace(self, **updates: Any) -> Self: ...
+
 
 def step_rng(state: TrainState | GANState) -> jax.Array:
     """The key for the update that ``state`` is about to take: ``fold_in(state.rng, state.step)``."""
@@ -72,7 +84,7 @@ def step_rng(state: TrainState | GANState) -> jax.Array:
 
 
 def _init_variables(
-    module: nn.Module, key: jax.Array, example: jax.Array | tuple[jax.Array, ...]
+    module: nn.Module, key: jax.Array, example: ArrayLike | tuple[ArrayLike, ...]
 ) -> tuple[PyTree, PyTree]:
     examples = example if isinstance(example, tuple) else (example,)
     variables = jax.jit(lambda k, xs: module.init(k, *xs, train=False))(key, examples)
@@ -131,7 +143,7 @@ def init_train_state(
     rng: jax.Array,
     model: nn.Module,
     tx: optax.GradientTransformation,
-    example_input: jax.Array | tuple[jax.Array, ...],
+    example_input: ArrayLike | tuple[ArrayLike, ...],
 ) -> TrainState:
     """Initialises a :class:`TrainState` for ``model(example_input, train=...)``.
 

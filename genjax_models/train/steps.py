@@ -16,7 +16,7 @@ forward).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -31,7 +31,7 @@ from genjax_models.train.state import GANState, PyTree, TrainState, resolve_late
 from genjax_models.validation import check_batch_keys
 
 DATA_AXIS = "data"
-"""The mesh axis that batches are split over (``train/parallel.py``)."""
+"""The mesh axis that batches are split over (:mod:`genjax_models.parallel.data_parallel`)."""
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -156,22 +156,28 @@ def make_gan_step(
                 fake_logits,
             )
 
-        critic_keys = jax.random.split(rng, n_critic + 1)
-        for i in range(n_critic):
-            if i < n_critic - 1:
-                fake, g_stats = generate(g_params, critic_keys[i])
-            else:  # keep the vjp of this forward for the generator update
-                fake, g_vjp, g_stats = jax.vjp(
-                    lambda p, k=critic_keys[i]: generate(p, k),
-                    as_varying(g_params, axis_name),
-                    has_aux=True,
-                )
+        def critic_update(fake: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+            """One discriminator update against ``fake``: ``(d_loss, real_logits, fake_logits)``."""
+            nonlocal d_params, d_stats, d_opt_state
             (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
                 d_loss_fn, has_aux=True
             )(as_varying(d_params, axis_name), fake)
             d_grads, d_stats = mean((d_grads, d_stats))
             updates, d_opt_state = state.d_tx.update(d_grads, d_opt_state, d_params)
             d_params = optax.apply_updates(d_params, updates)
+            return d_loss, real_logits, fake_logits
+
+        critic_keys = jax.random.split(rng, n_critic + 1)
+        for i in range(n_critic - 1):
+            fake, g_stats = generate(g_params, critic_keys[i])
+            critic_update(fake)
+        # the last critic update keeps the vjp of its generator forward for the generator update
+        fake, g_vjp, g_stats = jax.vjp(
+            lambda p, k=critic_keys[n_critic - 1]: generate(p, k),
+            as_varying(g_params, axis_name),
+            has_aux=True,
+        )
+        d_loss, real_logits, fake_logits = critic_update(fake)
 
         def g_loss_fn(fake: jax.Array) -> tuple[jax.Array, Any]:
             logits, stats = _apply_train(discriminator, d_params, d_stats, fake, *labels)
@@ -281,10 +287,14 @@ def make_classifier_eval_step(
 
     def eval_step(state: TrainState, batch: Batch) -> Metrics:
         check_batch_keys("classifier eval_step", batch, (input_key, "label"))
-        logits = model.apply(
-            {"params": state.params, "batch_stats": state.batch_stats},
-            batch[input_key],
-            train=False,
+        # Module.apply is typed "output or (output, variables)": no mutable=, the output
+        logits = cast(
+            jax.Array,
+            model.apply(
+                {"params": state.params, "batch_stats": state.batch_stats},
+                batch[input_key],
+                train=False,
+            ),
         )
         losses = optax.softmax_cross_entropy_with_integer_labels(
             logits.astype(jnp.float32), batch["label"]

@@ -12,6 +12,7 @@ position inside the split, so the on-disk order is exactly :func:`split_indices`
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -54,8 +55,9 @@ def digit_images_32() -> tuple[np.ndarray, np.ndarray]:
     """
     from PIL import Image
     from sklearn.datasets import load_digits
+    from sklearn.utils import Bunch
 
-    raw = load_digits()
+    raw = cast(Bunch, load_digits())  # a Bunch: the inferred "or (X, y)" is for return_X_y=True
     images8 = np.asarray(raw.images, dtype=np.float32) * (255.0 / _MAX_RAW_VALUE)
     out = np.empty((images8.shape[0], IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
     for i, small in enumerate(images8):

@@ -176,10 +176,10 @@ class ElephantsMice(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
         del dl_manager  # generated from the distributions above: nothing to download
+        config = self.builder_config
+        assert config is not None  # BUILDER_CONFIGS is not empty: TFDS always picks one
         return {
-            split: self._generate_examples(
-                *sample_elephants_mice(size, self.builder_config.name, seed=index)
-            )
+            split: self._generate_examples(*sample_elephants_mice(size, config.name, seed=index))
             for index, (split, size) in enumerate(SPLIT_SIZES.items())
         }
 

@@ -199,6 +199,7 @@ class NumberWords(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, numbers: np.ndarray) -> Iterator[tuple[int, dict]]:
         """Yields ``(position_in_split, {'source': str, 'target': str, 'number': int})``."""
         config = self.builder_config
+        assert config is not None  # BUILDER_CONFIGS is not empty: TFDS always picks one
         sources = number_texts(numbers, config.source)
         targets = number_texts(numbers, config.target)
         for position, (number, source, target) in enumerate(
