@@ -1,9 +1,9 @@
-"""Builds the README's benchmark tables from ``benchmarks/results/*.json``.
+"""Builds the benchmark tables of the Benchmarks guide from ``benchmarks/results/*.json``.
 
-    python benchmarks/report.py            # print the markdown
-    python benchmarks/report.py --readme   # rewrite the block between the README's markers
+    python benchmarks/report.py           # print the markdown
+    python benchmarks/report.py --write   # rewrite the block between docs/guides/benchmarks.md's markers
 
-A test checks that the README block equals what this script generates from the committed JSON.
+A test checks that the guide's block equals what this script generates from the committed JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(os.path.dirname(HERE), "README.md")
+GUIDE = os.path.join(os.path.dirname(HERE), "docs", "guides", "benchmarks.md")
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 
@@ -101,28 +101,30 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_block(readme: str) -> str:
-    """The text between the README's benchmark markers."""
-    match = re.search(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), readme, re.S)
+def table_block(text: str) -> str:
+    """The text between the benchmark markers of a markdown page."""
+    match = re.search(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), text, re.S)
     if match is None:
-        raise ValueError(f"README has no {BEGIN} ... {END} block")
+        raise ValueError(f"no {BEGIN} ... {END} block")
     return match.group(1)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", action="store_true", help="rewrite the README block")
+    parser.add_argument(
+        "--write", action="store_true", help="rewrite the block in docs/guides/benchmarks.md"
+    )
     args = parser.parse_args(argv)
     table = markdown(load_results())
-    if not args.readme:
+    if not args.write:
         print(table, end="")
         return
-    with open(README) as f:
-        readme = f.read()
-    old = readme_block(readme)
-    with open(README, "w") as f:
-        f.write(readme.replace(BEGIN + "\n" + old + END, BEGIN + "\n" + table + END))
-    print(f"updated {README}")
+    with open(GUIDE) as f:
+        guide = f.read()
+    old = table_block(guide)
+    with open(GUIDE, "w") as f:
+        f.write(guide.replace(BEGIN + "\n" + old + END, BEGIN + "\n" + table + END))
+    print(f"updated {GUIDE}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -40,8 +41,9 @@ def test_readme_transformer_example_runs() -> None:
     assert np.all(np.diff(np.asarray(namespace["scores"])[0]) <= 0)  # best first
 
 
-def test_readme_benchmark_table_is_generated_from_the_results_json() -> None:
-    """`python benchmarks/report.py --readme` keeps the table equal to benchmarks/results/*.json."""
+def test_benchmark_guide_table_is_generated_from_the_results_json() -> None:
+    """`python benchmarks/report.py --write` keeps the Benchmarks guide's table (the README links
+    to it) equal to benchmarks/results/*.json."""
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
@@ -49,8 +51,27 @@ def test_readme_benchmark_table_is_generated_from_the_results_json() -> None:
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
     rows = report.markdown(report.load_results())
-    assert report.readme_block(README) == rows
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "benchmarks.md").read_text()
+    assert report.table_block(guide) == rows
+    assert "docs/guides/benchmarks.md" in README
     assert rows.count("\n") >= 4  # header, separator and at least two measured rows
+
+
+@pytest.mark.parametrize(
+    ("guide", "key"),
+    [
+        ("gan.md", "make_gan_step"),
+        ("discriminative_generative.md", "sample_class_conditional"),
+        ("translation.md", "beam_search"),
+    ],
+)
+def test_the_guides_show_the_readme_python_examples_that_these_tests_run(guide, key) -> None:
+    """The documentation's guides repeat the README's examples word for word, so the tests above
+    also prove the guides' code."""
+    guides = Path(__file__).resolve().parents[1] / "docs" / "guides"
+    blocks = re.findall(r"```python\n(.*?)```", (guides / guide).read_text(), re.S)
+    (readme_code,) = [c for c in re.findall(r"```python\n(.*?)```", README, re.S) if key in c]
+    assert readme_code in blocks
 
 
 def test_readme_generative_classifier_example_fits_classifies_and_samples() -> None:

@@ -1,6 +1,7 @@
 """Discriminative p(y|x) vs generative p(x, y) classifiers, side by side; conditional GAN.
 
-Reproduces ``README.md``'s table (``results.json``) and pictures in this directory:
+Reproduces the table of ``docs/guides/discriminative_generative.md`` (``results.json``; the
+README shows three of its rows) and the pictures in this directory:
 
     python experiments/discriminative_vs_generative/run.py                 # everything
     python experiments/discriminative_vs_generative/run.py --part elephants_mice
