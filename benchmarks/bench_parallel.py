@@ -200,7 +200,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     import jaxlib
     import optax
 
-    from genjax_models.parallel.data_parallel import DataParallel, make_mesh
+    from genjax_models.parallel.plans import DataParallel, make_mesh
     from genjax_models.train.steps import jit_step
 
     clock = CompileClock()

@@ -99,7 +99,7 @@ def add_devices_flag(parser: argparse.ArgumentParser) -> None:
 def check_devices(devices: int | None) -> None:
     """A one-line error before any work when ``--devices`` exceeds the devices present."""
     if devices is not None:
-        from genjax_models.parallel.data_parallel import make_mesh
+        from genjax_models.parallel.plans import make_mesh
 
         make_mesh(devices)
 
@@ -125,7 +125,7 @@ def prepare_train_step(step: Callable, state, batch, devices: int | None = None)
     if devices is None:
         train_step = jit_step(step)
     else:
-        from genjax_models.parallel.data_parallel import DataParallel, make_mesh
+        from genjax_models.parallel.plans import DataParallel, make_mesh
 
         plan = DataParallel("jit", make_mesh(devices))
         train_step = plan.wrap(step)

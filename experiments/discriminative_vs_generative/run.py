@@ -40,7 +40,7 @@ from genjax_models.configs import (
 )
 from genjax_models.data import load_feature_dataset, load_image_dataset
 from genjax_models.data.builders.elephants_mice import bayes_log_posterior, class_log_gaussians
-from genjax_models.parallel.data_parallel import DataParallel, make_mesh
+from genjax_models.parallel.plans import DataParallel, make_mesh
 from genjax_models.runs import (
     evaluate_gan,
     load_class_conditional,

@@ -46,7 +46,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 def run_train(args: argparse.Namespace) -> None:
     """``train gan|classifier|class_conditional|seq2seq|lm|span_corruption``."""
     from genjax_models.data.tfds_access import dataset_base_name
-    from genjax_models.parallel.data_parallel import DataParallel, make_mesh
+    from genjax_models.parallel.plans import DataParallel, make_mesh
     from genjax_models.runs import train_classifier, train_gan
 
     train = _train_config(args)

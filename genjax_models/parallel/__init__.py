@@ -1,5 +1,5 @@
 """Where a step runs: device meshes and the data-parallel plans that wrap any step function
-unchanged (:mod:`genjax_models.parallel.data_parallel`), and the XLA:CPU process settings
+unchanged (:mod:`genjax_models.parallel.plans`), and the XLA:CPU process settings
 (:mod:`genjax_models.parallel.cpu_runtime`).
 
 This package sits above the engine (:mod:`genjax_models.train`): it wraps the engine's pure steps
@@ -7,7 +7,7 @@ and never changes them; the engine's loop takes a plan through its ``Placement``
 """
 
 from genjax_models.parallel.cpu_runtime import configure_cpu_runtime, cpu_runtime_configured
-from genjax_models.parallel.data_parallel import (
+from genjax_models.parallel.plans import (
     AXIS,
     PARALLEL_KINDS,
     DataParallel,

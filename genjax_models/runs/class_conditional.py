@@ -22,8 +22,8 @@ from genjax_models.models.class_conditional import (
     make_class_conditional,
     sample_class_conditional,
 )
+from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.classifier import init_labelled_state, train_labelled_model
-from genjax_models.parallel.data_parallel import DataParallel
 from genjax_models.runs.execution import restore_run
 from genjax_models.train.state import TrainState
 

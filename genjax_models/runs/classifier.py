@@ -22,7 +22,7 @@ import numpy as np
 from genjax_models.configs import ClassifierConfig, OptimConfig, TrainConfig, from_dict
 from genjax_models.models.classifier import make_classifier
 from genjax_models.nn.standardize import STANDARDIZE, with_input_statistics
-from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
 from genjax_models.runs.workdir import check_workdir
 from genjax_models.train.state import TrainState, init_train_state

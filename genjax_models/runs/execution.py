@@ -10,10 +10,10 @@ import jax
 import optax
 
 from genjax_models.configs import OptimConfig, TrainConfig, to_dict
+from genjax_models.parallel.plans import DataParallel
+from genjax_models.runs.workdir import CHECKPOINT_SUBDIR, prepare_workdir, read_run
 from genjax_models.train.checkpoint import Checkpointer, CheckpointError
 from genjax_models.train.loop import BatchSource, run_loop
-from genjax_models.parallel.data_parallel import DataParallel
-from genjax_models.runs.workdir import CHECKPOINT_SUBDIR, prepare_workdir, read_run
 
 
 def adam(config: OptimConfig) -> optax.GradientTransformation:

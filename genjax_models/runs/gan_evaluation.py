@@ -18,9 +18,9 @@ import numpy as np
 
 from genjax_models.configs import ClassifierConfig, TrainConfig
 from genjax_models.metrics import frechet_distance, recognisable_rate
+from genjax_models.parallel.plans import DataParallel, make_mesh
 from genjax_models.runs.classifier import classify, load_classifier, train_classifier
 from genjax_models.runs.gan import GANRun, generate_images, load_gan
-from genjax_models.parallel.data_parallel import DataParallel, make_mesh
 from genjax_models.runs.workdir import RUN_FILE, has_checkpoints
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"

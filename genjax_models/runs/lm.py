@@ -24,12 +24,12 @@ from genjax_models.configs import LMConfig, TrainConfig, TransformerOptimConfig,
 from genjax_models.decoding import sample_decode
 from genjax_models.models.decoder_only import DecoderOnlyLM, init_lm_cache, lm_step_fn, make_lm
 from genjax_models.models.transformer import BOS_ID, EOS_ID, PAD_ID
-from genjax_models.train.optimizers import transformer_optimizer
-from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import execute_run, restore_run, run_identity
+from genjax_models.runs.workdir import check_workdir
+from genjax_models.train.optimizers import transformer_optimizer
 from genjax_models.train.sequence_steps import make_lm_eval_step, make_lm_step
 from genjax_models.train.state import TrainState, init_train_state
-from genjax_models.runs.workdir import check_workdir
 
 DEFAULT_LM_DATASET = "python_docs"
 TOKENIZER_FILE = "tokenizer.json"

@@ -25,14 +25,14 @@ from genjax_models.configs import (
 from genjax_models.decoding import DEFAULT_LENGTH_PENALTY
 from genjax_models.metrics import corpus_bleu, exact_match
 from genjax_models.models.transformer import EncoderDecoder, make_transformer
-from genjax_models.runs.init_from import check_init_source, init_params_from, write_report
-from genjax_models.train.optimizers import transformer_optimizer
-from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import execute_run, restore_run, run_identity
-from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
-from genjax_models.train.state import TrainState, init_train_state
+from genjax_models.runs.init_from import check_init_source, init_params_from, write_report
 from genjax_models.runs.translation import check_decoding_args, translate_ids
 from genjax_models.runs.workdir import check_workdir
+from genjax_models.train.optimizers import transformer_optimizer
+from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
+from genjax_models.train.state import TrainState, init_train_state
 
 DEFAULT_DATASET = "number_words/en_fr"
 TOKENIZER_FILE = "tokenizer.json"

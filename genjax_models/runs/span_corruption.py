@@ -25,16 +25,16 @@ from genjax_models.configs import (
     TransformerOptimConfig,
 )
 from genjax_models.models.transformer import EncoderDecoder, make_transformer
-from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import execute_run, run_identity
 from genjax_models.runs.seq2seq import (
     TOKENIZER_FILE,
     init_seq2seq_state,
     validation_batches,
 )
+from genjax_models.runs.workdir import check_workdir
 from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
 from genjax_models.train.state import TrainState
-from genjax_models.runs.workdir import check_workdir
 
 DEFAULT_PRETRAIN_DATASET = "python_docs"
 

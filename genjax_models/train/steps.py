@@ -31,7 +31,7 @@ from genjax_models.train.state import GANState, PyTree, TrainState, resolve_late
 from genjax_models.validation import check_batch_keys
 
 DATA_AXIS = "data"
-"""The mesh axis that batches are split over (:mod:`genjax_models.parallel.data_parallel`)."""
+"""The mesh axis that batches are split over (:mod:`genjax_models.parallel.plans`)."""
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]

@@ -60,7 +60,7 @@ import optax  # noqa: E402
 from genjax_models.configs import GANConfig  # noqa: E402
 from genjax_models.models.classifier import CNNClassifier  # noqa: E402
 from genjax_models.models.gan import make_dcgan  # noqa: E402
-from genjax_models.parallel.data_parallel import (  # noqa: E402
+from genjax_models.parallel.plans import (  # noqa: E402
     PARALLEL_KINDS,
     DataParallel,
     ParallelError,

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from multidevice_support import NUM_DEVICES, compare_leaves, field_of, load_leaves, run_side_by_side
 
-from genjax_models.parallel.data_parallel import (
+from genjax_models.parallel.plans import (
     PARALLEL_KINDS,
     DataParallel,
     ParallelError,
@@ -207,7 +207,7 @@ def test_wrapper_functions_match_the_plain_jitted_step_on_one_device(wrapper: st
     import optax
 
     from genjax_models.models.classifier import CNNClassifier
-    from genjax_models.parallel import data_parallel as parallel_module
+    from genjax_models.parallel import plans as parallel_module
     from genjax_models.train.state import init_train_state
     from genjax_models.train.steps import jit_step, make_classifier_step
 

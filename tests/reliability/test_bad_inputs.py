@@ -630,15 +630,15 @@ API_CASES: list[tuple[str, Callable[[Env], Any], str]] = [
         "'big'",
     ),
     # devices
-    ("make_mesh-zero", call("genjax_models.parallel.data_parallel.make_mesh", 0), "devices=0"),
+    ("make_mesh-zero", call("genjax_models.parallel.plans.make_mesh", 0), "devices=0"),
     (
         "make_mesh-too-many",
-        call("genjax_models.parallel.data_parallel.make_mesh", 4096),
+        call("genjax_models.parallel.plans.make_mesh", 4096),
         "devices=4096",
     ),
     (
         "DataParallel-kind",
-        call("genjax_models.parallel.data_parallel.DataParallel", "ddp"),
+        call("genjax_models.parallel.plans.DataParallel", "ddp"),
         "'ddp'",
     ),
     # models' apply / init
@@ -734,7 +734,7 @@ API_CASES: list[tuple[str, Callable[[Env], Any], str]] = [
     (
         "train_gan-unknown-dataset",
         call(
-            "genjax_models.train.train_gan",
+            "genjax_models.runs.train_gan",
             GANConfig(),
             "{train}",
             dataset="nope",
@@ -745,7 +745,7 @@ API_CASES: list[tuple[str, Callable[[Env], Any], str]] = [
     (
         "train_classifier-fraction",
         call(
-            "genjax_models.train.train_classifier",
+            "genjax_models.runs.train_classifier",
             ClassifierConfig(),
             "{train}",
             label_fraction=0.0,
@@ -755,7 +755,7 @@ API_CASES: list[tuple[str, Callable[[Env], Any], str]] = [
     (
         "train_lm-vocab",
         call(
-            "genjax_models.train.train_lm",
+            "genjax_models.runs.train_lm",
             LMConfig(vocab_size=300),
             "{train}",
             dataset="python_docs",
@@ -763,18 +763,18 @@ API_CASES: list[tuple[str, Callable[[Env], Any], str]] = [
         ),
         "vocab_size=300",
     ),
-    ("load_lm-nowhere", call("genjax_models.train.load_lm", "{nowhere}"), "nowhere"),
-    ("load_seq2seq-lm-run", call("genjax_models.train.load_seq2seq", "{lm}"), "'lm'"),
-    ("load_gan-s2s-run", call("genjax_models.train.load_gan", "{s2s}"), "'seq2seq'"),
-    ("sample_gan-num", call("genjax_models.train.sample_gan", "{nowhere}", num=-4), "num=-4"),
+    ("load_lm-nowhere", call("genjax_models.runs.load_lm", "{nowhere}"), "nowhere"),
+    ("load_seq2seq-lm-run", call("genjax_models.runs.load_seq2seq", "{lm}"), "'lm'"),
+    ("load_gan-s2s-run", call("genjax_models.runs.load_gan", "{s2s}"), "'seq2seq'"),
+    ("sample_gan-num", call("genjax_models.runs.sample_gan", "{nowhere}", num=-4), "num=-4"),
     (
         "evaluate_gan-num",
-        call("genjax_models.train.evaluate_gan", "{nowhere}", num_samples=0),
+        call("genjax_models.runs.evaluate_gan", "{nowhere}", num_samples=0),
         "num_samples=0",
     ),  # fmt: skip
     (
         "evaluate_seq2seq-beam",
-        call("genjax_models.train.evaluate_seq2seq", "{s2s}", beam_size=0),
+        call("genjax_models.runs.evaluate_seq2seq", "{s2s}", beam_size=0),
         "beam_size=0",
     ),  # fmt: skip
     ("generate_text-prompt-too-long", generate(prompt=LONG), "max_len"),

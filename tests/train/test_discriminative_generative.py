@@ -16,7 +16,7 @@ from PIL import Image
 from scipy.stats import multivariate_normal
 
 from genjax_models.configs import ClassConditionalConfig, ClassifierConfig, TrainConfig
-from genjax_models.parallel.data_parallel import DataParallel, make_mesh
+from genjax_models.parallel.plans import DataParallel, make_mesh
 from genjax_models.runs import (
     load_class_conditional,
     load_classifier,

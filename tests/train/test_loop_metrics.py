@@ -15,7 +15,7 @@ import pytest
 from quadratic_support import quadratic_state, quadratic_step
 
 from genjax_models.configs import TrainConfig
-from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import execute_run
 from genjax_models.train.loop import MetricsWriter, TrainingInterrupted
 from genjax_models.train.nonfinite import NonFiniteError
