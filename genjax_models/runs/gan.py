@@ -14,15 +14,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from genjax_models.configs import GANConfig, OptimConfig, TrainConfig, from_dict
 from genjax_models.models.gan import make_dcgan
-from genjax_models.runs.images import save_image_grid
-from genjax_models.parallel.data_parallel import DataParallel
+from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
+from genjax_models.runs.images import save_image_grid
+from genjax_models.runs.workdir import check_workdir, read_run
 from genjax_models.train.state import GANState, init_gan_state
 from genjax_models.train.steps import make_gan_step
-from genjax_models.runs.workdir import check_workdir, read_run
 
 NUM_FIXED_SAMPLES = 64
 GAN_OPTIM = OptimConfig()
@@ -42,9 +43,14 @@ class GANRun:
 
 
 def _init_state(
-    config: GANConfig, g_optim: OptimConfig, d_optim: OptimConfig, seed: int
+    config: GANConfig,
+    modules: tuple[nn.Module, nn.Module],
+    g_optim: OptimConfig,
+    d_optim: OptimConfig,
+    seed: int,
 ) -> GANState:
-    generator, discriminator = make_dcgan(config)
+    """A fresh state of ``modules``, the ``make_dcgan(config)`` pair."""
+    generator, discriminator = modules
     return init_gan_state(
         jax.random.PRNGKey(seed),
         generator,
@@ -56,12 +62,25 @@ def _init_state(
     )
 
 
+def _step_modules(
+    modules: tuple[nn.Module, nn.Module], parallel: DataParallel
+) -> tuple[nn.Module, nn.Module]:
+    """``modules`` as the training step runs them: BatchNorm statistics over ``parallel``'s
+    devices (initialisation and sampling use ``modules`` as built, one device's statistics)."""
+    generator, discriminator = modules
+    axis_name = parallel.batch_norm_axis_name
+    return (
+        generator.clone(batch_norm_axis_name=axis_name),
+        discriminator.clone(batch_norm_axis_name=axis_name),
+    )
+
+
 def generate_images(
     generator: nn.Module,
     state: GANState,
     z: jax.Array,
     *,
-    labels: jax.Array | None = None,
+    labels: ArrayLike | None = None,
     use_ema: bool = True,
 ) -> np.ndarray:
     """Samples ``float32[n, H, W, C]`` images in [-1, 1] from ``z: float32[n, latent_dim]``
@@ -119,7 +138,7 @@ def train_gan(
     """Trains a DCGAN on the ``train`` split of an image TFDS dataset into ``train.workdir``.
 
     ``parallel`` (default: ``DataParallel("jit")`` over all devices) splits each global batch over
-    devices; the result equals one device's (see ``train/parallel.py``).
+    devices; the result equals one device's (see :mod:`genjax_models.parallel.plans`).
 
     Writes ``metrics.jsonl``, TensorBoard events, ``samples/step_XXXXXX.png`` grids (EMA generator,
     fixed noise) and Orbax checkpoints under ``checkpoints/``. Returns the final state and the
@@ -140,10 +159,11 @@ def train_gan(
             f"num_classes={arrays.num_classes or 0}"
         )
     batches = EpochBatcher(arrays, train.batch_size, train.seed)
-    generator, _ = make_dcgan(config)  # samples are drawn outside the parallel step
-    state = _init_state(config, g_optim, d_optim, train.seed)
+    modules = make_dcgan(config)
+    generator = modules[0]  # samples are drawn outside the parallel step
+    state = _init_state(config, modules, g_optim, d_optim, train.seed)
     step = make_gan_step(
-        *make_dcgan(config, batch_norm_axis_name=parallel.batch_norm_axis_name),
+        *_step_modules(modules, parallel),
         loss=config.loss,
         n_critic=config.n_critic,
         ema_decay=config.ema_decay,
@@ -177,21 +197,23 @@ def train_gan(
 
 def load_gan(workdir: str) -> GANRun:
     """Restores the latest checkpoint of the GAN run in ``workdir``."""
-    holder: dict[str, GANConfig] = {}
+    built: dict[str, Any] = {}
 
     def build(identity: dict[str, Any]) -> GANState:
-        holder["config"] = from_dict(GANConfig, identity["model"])
+        config = built["config"] = from_dict(GANConfig, identity["model"])
+        modules = built["modules"] = make_dcgan(config)
         return _init_state(
-            holder["config"],
+            config,
+            modules,
             from_dict(OptimConfig, identity["g_optim"]),
             from_dict(OptimConfig, identity["d_optim"]),
             identity["seed"],
         )
 
     state, run = restore_run(workdir, "gan", build)
-    generator, discriminator = make_dcgan(holder["config"])
+    generator, discriminator = built["modules"]
     return GANRun(
-        generator, discriminator, state, holder["config"], run["identity"], run.get("info", {})
+        generator, discriminator, state, built["config"], run["identity"], run.get("info", {})
     )
 
 

@@ -10,13 +10,11 @@ last completed step before exiting (:class:`TrainingInterrupted`).
 from __future__ import annotations
 
 import json
-import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Protocol
 
 import jax
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 
 from genjax_models.configs import TrainConfig
 from genjax_models.train.checkpoint import Checkpointer
+from genjax_models.train.loop_parts import NonFinitePolicy, StopRequest, host_rows, mean_metrics
 from genjax_models.train.nonfinite import (
     NonFiniteError,
     all_finite,
@@ -119,38 +118,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT/SIGTERM stopped training after a checkpoint of the last completed step was saved."""
 
 
-class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (main thread only).
-
-    Stopping between steps, never inside one, means the saved state is always a completed step
-    (a jitted step donates its input buffers, so an interrupted one leaves nothing to save).
-    """
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-        self._previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        del frame
-        self.signal_name = signal.Signals(signum).name
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _host_rows(pending: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
-    """Each step's metrics as numpy scalars (pmap metrics carry a device axis whose copies are
-    all equal: the first is kept, so every parallel kind logs the same numbers)."""
-    return [
-        {name: np.asarray(value).reshape(-1)[0] for name, value in row.items()}
-        for row in jax.device_get(pending)
-    ]
-
-
 def pending_to_json(pending: list[dict[str, Any]]) -> list[dict[str, list]]:
     """The metrics of steps not yet logged, as JSON for a checkpoint's metadata: per step
     ``{name: [value or None if non-finite, dtype]}`` (exact: float32 values round-trip)."""
@@ -159,7 +126,7 @@ def pending_to_json(pending: list[dict[str, Any]]) -> list[dict[str, list]]:
             name: [float(value) if np.isfinite(value) else None, value.dtype.name]
             for name, value in row.items()
         }
-        for row in _host_rows(pending)
+        for row in host_rows(pending)
     ]
 
 
@@ -174,17 +141,6 @@ def pending_from_json(rows: list[dict[str, list]] | None) -> list[dict[str, np.n
     ]
 
 
-def _mean_metrics(pending: list[dict[str, Any]]) -> dict[str, float]:
-    """Means over the interval's kept updates; ``nonfinite`` is the number of dropped ones."""
-    rows = _host_rows(pending)
-    kept = [row for row in rows if not np.any(row["nonfinite"])]
-    dropped = len(rows) - len(kept)
-    means = {
-        name: float(np.mean(np.stack([row[name] for row in kept or rows]))) for name in rows[0]
-    }
-    return {**means, "nonfinite": float(dropped)}
-
-
 def _abstract(state: Any) -> Any:
     """Shapes, dtypes and shardings of ``state`` (a restore target that holds no buffers)."""
     return jax.tree.map(
@@ -192,58 +148,168 @@ def _abstract(state: Any) -> Any:
     )
 
 
-class _NonFinitePolicy:
-    """Checks the steps' ``nonfinite`` flags (one host sync per check) and applies ``on_nan``."""
+@dataclass
+class _Run:
+    """One call of :func:`run_loop`: its arguments, the state being trained and where its
+    metrics go. Each method is one part of the loop; :func:`run_loop` says when each runs."""
 
-    def __init__(self, config: TrainConfig, write: Callable[[str], None], lr_scale: float) -> None:
-        self.config = config
-        self.write = write
-        self.unchecked: list[tuple[int, jax.Array]] = []  # (step produced, nonfinite flag)
-        # Rollbacks of earlier processes of this run count towards max_rollbacks: each scaled
-        # the learning rate by nan_lr_factor, and the scale is saved with every checkpoint.
-        self.rollbacks = round(math.log(lr_scale) / math.log(config.nan_lr_factor))
+    state: Any
+    step: Callable[..., tuple[Any, dict[str, jax.Array]]]
+    batches: BatchSource
+    config: TrainConfig
+    checkpointer: Checkpointer
+    checkpoint_metadata: dict[str, Any]
+    parallel: Placement
+    on_sample: Callable[[Any, int], None] | None
+    on_eval: Callable[[Any, int], dict[str, float]] | None
+    lr_scale: float
+    description: InitVar[str]
+    pending_metrics: InitVar[list[dict[str, Any]] | None]
+    current: int = field(init=False)  # the global step the state has reached
+    template: Any = field(init=False)  # what a rollback restores into
+    unscaled: dict[str, Any] = field(init=False)  # the optimizers of the config
+    writer: MetricsWriter = field(init=False)
+    eval_writer: MetricsWriter | None = field(init=False)
+    pending: list[dict[str, Any]] = field(init=False)  # metrics of the steps not yet logged
+    timed_steps: int = field(init=False)  # steps run by this process since the last log row
+    interval_start: float = field(init=False)  # when they began (for steps_per_sec)
+    last: dict[str, float] = field(init=False)  # the last logged metrics
+    train_step: Callable[[Any, Any], tuple[Any, Any]] = field(init=False)
+    progress: Any = field(init=False)  # the tqdm bar
+    nonfinite: NonFinitePolicy = field(init=False)
 
-    def record(self, step: int, metrics: dict[str, jax.Array]) -> None:
-        self.unchecked.append((step, metrics["nonfinite"]))
+    def __post_init__(self, description: str, pending_metrics: list[dict[str, Any]] | None) -> None:
+        config, parallel = self.config, self.parallel
+        self.current = start = int(parallel.unplace(self.state).step)
+        plain = self.state if parallel.kind != "pmap" else parallel.unplace(self.state)
+        self.template = _abstract(plain)
+        self.unscaled = optimizer_fields(self.state)
+        set_aside_rows_after(config.workdir, start)
+        self.writer = MetricsWriter(config.workdir)
+        self.eval_writer = None
+        if self.on_eval is not None:
+            self.eval_writer = MetricsWriter(config.workdir, "validation")
+        self.pending = pending_from_json(pending_metrics)
+        self.timed_steps, self.last = 0, {}
+        self.interval_start = time.perf_counter()
+        self.train_step = self._compile(config.inject_nan_at_step)
+        self.state = scale_learning_rate(self.state, self.lr_scale)
+        self.progress = tqdm(
+            total=config.steps, initial=start, desc=description, unit="step", dynamic_ncols=True
+        )
+        self.nonfinite = NonFinitePolicy(config, self.warn, self.lr_scale)
 
-    def first_bad_step(self, latest_checkpoint: int | None, rolls_back: bool = True) -> int | None:
-        """The first dropped update since the last check, after ``stop``/``skip`` handling.
+    def _compile(self, poison: int | None) -> Callable[[Any, Any], tuple[Any, Any]]:
+        return self.parallel.wrap(guard_nonfinite(self.step, poison_update=poison))
 
-        Returns the step to roll back from (``rollback`` policy), else None. ``rolls_back=False``
-        (the run is stopping, not rolling back) neither counts nor limits a rollback.
-        """
-        if not self.unchecked:
-            return None
-        flags = jax.device_get([flag for _, flag in self.unchecked])
-        bad = [step for (step, _), flag in zip(self.unchecked, flags, strict=True) if np.any(flag)]
-        self.unchecked = []
-        if not bad:
-            return None
-        policy, where = self.config.on_nan, f"step {bad[0]}"
-        if len(bad) > 1:
-            where = f"{len(bad)} steps ({', '.join(map(str, bad[:5]))}{', ...' if len(bad) > 5 else ''})"
-        if policy == "skip":
-            self.write(
-                f"genjax-models: warning: non-finite update at {where} dropped (--on-nan skip)"
-            )
-            return None
-        saved = "no checkpoint" if latest_checkpoint is None else f"checkpoint {latest_checkpoint}"
-        if policy == "stop":
-            raise NonFiniteError(
-                f"non-finite loss or update at {where} (--on-nan stop); nothing was saved after "
-                f"{saved}: lower the learning rate, or re-run with --resume and --on-nan rollback "
-                "(or skip)"
-            )
-        if not rolls_back:
-            return bad[0]
-        if self.rollbacks >= self.config.max_rollbacks:
-            raise NonFiniteError(
-                f"non-finite loss or update at {where} after {self.rollbacks} rollbacks "
-                f"(max_rollbacks={self.config.max_rollbacks}); the newest finite state is {saved}: "
-                "lower the learning rate and re-run with --resume"
-            )
-        self.rollbacks += 1
-        return bad[0]
+    def warn(self, line: str) -> None:
+        self.progress.write(line, file=sys.stderr)
+
+    def stop_on_signal(self, signal_name: str) -> None:
+        """The interrupt: saves the last completed step (unless a non-finite update came since
+        the newest checkpoint) and raises :class:`TrainingInterrupted` saying what was saved."""
+        checkpointer, current = self.checkpointer, self.current
+        latest = checkpointer.latest_step()
+        bad = self.nonfinite.first_bad_step(latest, rolls_back=False)  # "stop" raises here
+        if bad is None and latest != current:
+            self.save(current)
+            latest = current
+        checkpointer.wait()
+        saved = (
+            f"checkpoint {current} saved in {checkpointer.directory}"
+            if latest == current
+            else f"no checkpoint saved (non-finite update at step {bad}); the newest is "
+            f"checkpoint {latest} in {checkpointer.directory}"
+        )
+        raise TrainingInterrupted(
+            f"{signal_name} at step {current}: {saved}; re-run the same command "
+            "with --resume to continue"
+        )
+
+    def train_one_step(self) -> None:
+        batch = self.parallel.put_batch(self.batches.batch(self.current))
+        self.state, metrics = self.train_step(self.state, batch)
+        self.current += 1
+        self.nonfinite.record(self.current, metrics)
+        self.pending.append(metrics)
+        self.timed_steps += 1
+        self.progress.update(1)
+
+    def due(self) -> tuple[bool, bool, bool]:
+        """Whether the step just done logs, samples and saves (the last step does all three)."""
+        config, current = self.config, self.current
+        final = current == config.steps
+        return (
+            current % config.log_every == 0 or final,
+            current % config.sample_every == 0 or final,
+            current % config.checkpoint_every == 0 or final,
+        )
+
+    def check_nonfinite(self) -> int | None:
+        """The step to roll back from, after ``on_nan`` ``stop``/``skip`` (raise/warn)."""
+        return self.nonfinite.first_bad_step(self.checkpointer.latest_step())
+
+    def roll_back(self, bad: int) -> None:
+        """The rollback: the newest checkpoint, with a smaller learning rate."""
+        self.checkpointer.wait()
+        restored, meta = self.checkpointer.restore(self.template)
+        self.lr_scale *= self.config.nan_lr_factor
+        state = restored.replace(**self.unscaled)
+        self.state = self.parallel.put_state(scale_learning_rate(state, self.lr_scale))
+        self.train_step = self._compile(None)  # the injected fault is transient
+        self.current = int(meta["step"])
+        self.pending = pending_from_json(meta.get("pending_metrics"))
+        self.timed_steps, self.interval_start = 0, time.perf_counter()
+        set_aside_rows_after(self.config.workdir, self.current)
+        self.warn(
+            f"genjax-models: warning: non-finite update at step {bad}: rolled back to "
+            f"checkpoint {self.current}, learning rate x{self.lr_scale:g} (--on-nan rollback)"
+        )
+        self.progress.n = self.current
+        self.progress.refresh()
+
+    def log(self) -> None:
+        """One row: the means over the steps since the last one, and the steps per second."""
+        self.last = last = mean_metrics(self.pending)
+        elapsed = time.perf_counter() - self.interval_start
+        last["steps_per_sec"] = self.timed_steps / max(elapsed, 1e-9)
+        last["devices"] = self.parallel.num_devices
+        self.pending, self.timed_steps, self.interval_start = [], 0, time.perf_counter()
+        self.writer.write(self.current, last)
+        self.progress.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
+
+    def sample_and_evaluate(self) -> None:
+        """``on_sample``, then ``on_eval``, whose metrics are logged as ``validation``."""
+        if self.on_sample is not None:
+            self.on_sample(self.parallel.unplace(self.state), self.current)
+        if self.on_eval is None or self.eval_writer is None:
+            return
+        validation = self.on_eval(self.parallel.unplace(self.state), self.current)
+        self.eval_writer.write(self.current, validation)
+        self.last.update({f"validation_{k}": v for k, v in validation.items()})
+        self.progress.write(
+            f"step {self.current}: "
+            + ", ".join(f"validation {k} {v:.4g}" for k, v in validation.items())
+        )
+
+    def save(self, at_step: int) -> None:
+        """A checkpoint of the (plain) state, its data position and the metrics not yet logged."""
+        plain = self.parallel.unplace(self.state)
+        if not bool(jax.device_get(all_finite(plain))):  # the guard makes this unreachable
+            raise NonFiniteError(f"refusing to save a non-finite state at step {at_step}")
+        examples = {"examples_seen": at_step * self.config.batch_size, "data_position": at_step}
+        meta = {**self.checkpoint_metadata, **examples, "lr_scale": self.lr_scale}
+        pending = pending_to_json(self.pending)
+        self.checkpointer.save(at_step, plain, {**meta, "pending_metrics": pending})
+        self.writer.flush()
+        if self.eval_writer is not None:
+            self.eval_writer.flush()
+
+    def close(self) -> None:
+        self.progress.close()
+        self.writer.close()
+        if self.eval_writer is not None:
+            self.eval_writer.close()
 
 
 def run_loop(
@@ -284,120 +350,40 @@ def run_loop(
         checkpoint (saved with it, :func:`pending_to_json`), so the next row averages the same
         steps as an uninterrupted run's.
     """
-    start = int(parallel.unplace(state).step)
-    template = _abstract(state if parallel.kind != "pmap" else parallel.unplace(state))
-    unscaled = optimizer_fields(state)
-    set_aside_rows_after(config.workdir, start)
-    writer = MetricsWriter(config.workdir)
-    eval_writer = MetricsWriter(config.workdir, "validation") if on_eval is not None else None
-    pending: list[dict[str, Any]] = pending_from_json(pending_metrics)
-    timed_steps = 0  # steps run by this process since the last log row (for steps_per_sec)
-    last: dict[str, float] = {}
-    current = start
-    interval_start = time.perf_counter()
-
-    def compile_step(poison: int | None) -> Callable[[Any, Any], tuple[Any, Any]]:
-        return parallel.wrap(guard_nonfinite(step, poison_update=poison))
-
-    train_step = compile_step(config.inject_nan_at_step)
-    state = scale_learning_rate(state, lr_scale)
-
-    def save(at_step: int) -> None:
-        plain = parallel.unplace(state)
-        if not bool(jax.device_get(all_finite(plain))):  # the guard makes this unreachable
-            raise NonFiniteError(f"refusing to save a non-finite state at step {at_step}")
-        examples = {"examples_seen": at_step * config.batch_size, "data_position": at_step}
-        meta = {**checkpoint_metadata, **examples, "lr_scale": lr_scale}
-        checkpointer.save(at_step, plain, {**meta, "pending_metrics": pending_to_json(pending)})
-        writer.flush()
-        if eval_writer is not None:
-            eval_writer.flush()
-
-    progress = tqdm(
-        total=config.steps, initial=start, desc=description, unit="step", dynamic_ncols=True
+    run = _Run(
+        state=state,
+        step=step,
+        batches=batches,
+        config=config,
+        checkpointer=checkpointer,
+        checkpoint_metadata=checkpoint_metadata,
+        parallel=parallel,
+        on_sample=on_sample,
+        on_eval=on_eval,
+        lr_scale=lr_scale,
+        description=description,
+        pending_metrics=pending_metrics,
     )
-
-    def warn(line: str) -> None:
-        progress.write(line, file=sys.stderr)
-
-    nonfinite = _NonFinitePolicy(config, warn, lr_scale)
     if config.on_nan == "rollback" and checkpointer.latest_step() is None:
-        save(start)
-    stop = _StopRequest()
+        run.save(run.current)
+    stop = StopRequest()
     try:
-        while current < config.steps:
+        while run.current < config.steps:
             if stop.signal_name:
-                latest = checkpointer.latest_step()
-                bad = nonfinite.first_bad_step(latest, rolls_back=False)  # "stop" raises here
-                if bad is None and latest != current:
-                    save(current)
-                    latest = current
-                checkpointer.wait()
-                saved = (
-                    f"checkpoint {current} saved in {checkpointer.directory}"
-                    if latest == current
-                    else f"no checkpoint saved (non-finite update at step {bad}); the newest is "
-                    f"checkpoint {latest} in {checkpointer.directory}"
-                )
-                raise TrainingInterrupted(
-                    f"{stop.signal_name} at step {current}: {saved}; re-run the same command "
-                    "with --resume to continue"
-                )
-            state, metrics = train_step(state, parallel.put_batch(batches.batch(current)))
-            current += 1
-            nonfinite.record(current, metrics)
-            pending.append(metrics)
-            timed_steps += 1
-            progress.update(1)
-            logs = current % config.log_every == 0 or current == config.steps
-            samples = current % config.sample_every == 0 or current == config.steps
-            saves = current % config.checkpoint_every == 0 or current == config.steps
-            if logs or samples or saves:
-                bad = nonfinite.first_bad_step(checkpointer.latest_step())
-                if bad is not None:  # rollback: newest checkpoint, smaller learning rate
-                    checkpointer.wait()
-                    restored, meta = checkpointer.restore(template)
-                    lr_scale *= config.nan_lr_factor
-                    state = restored.replace(**unscaled)
-                    state = parallel.put_state(scale_learning_rate(state, lr_scale))
-                    train_step = compile_step(None)  # the injected fault is transient
-                    current = int(meta["step"])
-                    pending = pending_from_json(meta.get("pending_metrics"))
-                    timed_steps, interval_start = 0, time.perf_counter()
-                    set_aside_rows_after(config.workdir, current)
-                    warn(
-                        f"genjax-models: warning: non-finite update at step {bad}: rolled back to "
-                        f"checkpoint {current}, learning rate x{lr_scale:g} (--on-nan rollback)"
-                    )
-                    progress.n = current
-                    progress.refresh()
-                    continue
+                run.stop_on_signal(stop.signal_name)
+            run.train_one_step()
+            logs, samples, saves = run.due()
+            if (logs or samples or saves) and (bad := run.check_nonfinite()) is not None:
+                run.roll_back(bad)
+                continue
             if logs:
-                last = _mean_metrics(pending)
-                elapsed = time.perf_counter() - interval_start
-                last["steps_per_sec"] = timed_steps / max(elapsed, 1e-9)
-                last["devices"] = parallel.num_devices
-                pending, timed_steps, interval_start = [], 0, time.perf_counter()
-                writer.write(current, last)
-                progress.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
+                run.log()
             if samples:
-                if on_sample is not None:
-                    on_sample(parallel.unplace(state), current)
-                if on_eval is not None and eval_writer is not None:
-                    validation = on_eval(parallel.unplace(state), current)
-                    eval_writer.write(current, validation)
-                    last.update({f"validation_{k}": v for k, v in validation.items()})
-                    progress.write(
-                        f"step {current}: "
-                        + ", ".join(f"validation {k} {v:.4g}" for k, v in validation.items())
-                    )
+                run.sample_and_evaluate()
             if saves:
-                save(current)
+                run.save(run.current)
     finally:
         stop.restore()
-        progress.close()
-        writer.close()
-        if eval_writer is not None:
-            eval_writer.close()
+        run.close()
     checkpointer.wait()
-    return parallel.unplace(state), last
+    return parallel.unplace(run.state), run.last
