@@ -31,7 +31,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from genjax_models import plots
 from genjax_models.configs import (
     ClassConditionalConfig,
     ClassifierConfig,
@@ -45,6 +44,7 @@ from genjax_models.runs import (
     evaluate_gan,
     load_class_conditional,
     load_classifier,
+    plots,
     train_class_conditional,
     train_classifier,
     train_gan,

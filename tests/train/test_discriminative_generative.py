@@ -121,7 +121,7 @@ def test_reported_accuracy_is_bayes_rule_on_the_stated_gaussians(runs, test_spli
 
 
 def test_pictures_of_boundaries_and_densities(runs, test_split, tmp_path: Path) -> None:
-    from genjax_models import plots
+    from genjax_models.runs import plots
 
     clf, gaussian = runs["mlp"][0], runs["gaussian"][0]
     labels = np.repeat([0, 1], 50)

@@ -100,7 +100,7 @@ def test_init_from_a_wider_model_is_a_shape_error(tmp_path) -> None:
 def test_a_wrong_init_source_is_refused_before_any_data_is_read(
     tmp_path, monkeypatch, kind, checkpoint, message
 ) -> None:
-    from genjax_models.train import seq2seq_run
+    from genjax_models.runs import seq2seq as seq2seq_run
 
     source = tmp_path / "source"
     (source / "checkpoints" / ("4" if checkpoint else "tmp")).mkdir(parents=True)

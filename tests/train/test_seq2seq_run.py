@@ -10,7 +10,7 @@ import pytest
 
 from genjax_models.configs import TrainConfig, TransformerConfig
 from genjax_models.data import EOS_ID
-from genjax_models.train import seq2seq_run
+from genjax_models.runs import seq2seq as seq2seq_run
 
 TINY = TransformerConfig(
     d_model=16, mlp_dim=32, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, max_len=80
