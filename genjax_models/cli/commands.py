@@ -40,6 +40,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         workdir=args.workdir,
         on_nan=args.on_nan,
         inject_nan_at_step=args.inject_nan_at,
+        barrier_timeout_s=args.barrier_timeout,
+        heartbeat_timeout_s=args.heartbeat_timeout,
     )
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``genjax-models train|sample|eval|translate|generate|bench ...``.
+"""Command line: ``genjax-models train|sample|eval|translate|generate|launch|bench ...``.
 
 Every user error (a bad flag or value, a missing dataset, a conflicting workdir, a missing
 checkpoint) is reported as one line ``genjax-models: error: ...`` with exit status 2, before any
@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from genjax_models.cli import commands
 from genjax_models.cli.parser import UsageError, build_parser
@@ -19,6 +20,37 @@ from genjax_models.cli.parser import UsageError, build_parser
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3  # training diverged (--on-nan stop, or too many rollbacks)
 EXIT_INTERRUPTED = 130
+
+
+def _start_processes(args: argparse.Namespace) -> Any:
+    """For a ``train`` command spanning several processes: JAX's distributed runtime, started
+    before anything else touches JAX, and its :class:`Watchdog` (None for one process)."""
+    if args.command != "train":
+        return None
+    from genjax_models.configs.distributed import distributed_config
+
+    config = distributed_config(
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        env=os.environ,
+        init_timeout_s=args.init_timeout,
+        barrier_timeout_s=args.barrier_timeout,
+        heartbeat_timeout_s=args.heartbeat_timeout,
+    )
+    if not config.multi_process:
+        return None
+    if args.parallel == "pmap":  # known before the runtime starts: say it at once
+        from genjax_models.parallel.plans import MULTI_PROCESS_KINDS
+
+        raise UsageError(
+            f"--parallel pmap runs in one process only, and this run has {config.num_processes}: "
+            f"use --parallel {' or '.join(MULTI_PROCESS_KINDS)}"
+        )
+    from genjax_models.parallel.distributed import Watchdog, initialize
+
+    initialize(config)
+    return Watchdog(config.heartbeat_timeout_s).start()
 
 
 def _dispatch(args: argparse.Namespace) -> None:
@@ -64,13 +96,40 @@ def _report(err: BaseException) -> int:
         return EXIT_INTERRUPTED
     message = str(err).splitlines()[0] if str(err) else type(err).__name__
     print(f"genjax-models: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    return getattr(err, "exit_status", EXIT_USAGE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``genjax-models`` console script; returns the exit status."""
+    """Entry point of the ``genjax-models`` console script; returns the exit status.
+
+    In a run of several processes, a process that fails tells the others (its watchdog publishes
+    the error line, theirs print it and stop) and exits without waiting for them.
+    """
+    watchdog = None
     try:
-        _dispatch(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)
+        if args.command == "launch":  # the launcher itself never imports JAX
+            from genjax_models.cli.launch import run_launch
+
+            return run_launch(args)
+        watchdog = _start_processes(args)
+        _dispatch(args)
     except (KeyboardInterrupt, UsageError, ValueError, OSError, ImportError, RuntimeError) as err:
-        return _report(err)
+        if watchdog is None:
+            return _report(err)
+        try:
+            status = _report(err)
+        except BaseException as bug:
+            watchdog.fail(f"{type(bug).__name__}: {_last_error_line(bug)}")
+            raise
+        watchdog.fail(_last_error_line(err))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)  # not JAX's shutdown barrier: the others have stopped already
+    if watchdog is not None:
+        watchdog.stop()
     return 0
+
+
+def _last_error_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -12,6 +12,11 @@ from genjax_models import __version__
 from genjax_models.cli.bench import BENCHMARKS
 from genjax_models.configs import ON_NAN_POLICIES
 from genjax_models.configs.checks import seed_arg
+from genjax_models.configs.distributed import (
+    BARRIER_TIMEOUT_S,
+    HEARTBEAT_TIMEOUT_S,
+    INIT_TIMEOUT_S,
+)
 
 TEXT_KIND = "text (NAME[@FEATURE],...)"
 
@@ -69,6 +74,7 @@ def _add_train_flags(
     parser.add_argument(
         "--devices", type=int, default=None, help="number of devices (default: all available)"
     )
+    _add_process_flags(parser)
     parser.add_argument(
         "--on-nan",
         choices=ON_NAN_POLICIES,
@@ -83,6 +89,61 @@ def _add_train_flags(
         default=[],
         metavar="KEY=VALUE",
         help=f"override a model or optimizer config field, e.g. --set {example} (repeatable)",
+    )
+
+
+def _add_process_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "several processes (default: one; also read from JAX_COORDINATOR_ADDRESS, "
+        "JAX_NUM_PROCESSES, JAX_PROCESS_ID, or detected on SLURM/Open MPI/Cloud TPU)"
+    )
+    group.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="process 0's address (its coordinator binds the port)",
+    )
+    group.add_argument("--num-processes", type=int, default=None, metavar="N")
+    group.add_argument("--process-id", type=int, default=None, metavar="I", help="0..N-1")
+    group.add_argument(
+        "--init-timeout",
+        type=int,
+        default=INIT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds for all processes to join (default {INIT_TIMEOUT_S})",
+    )
+    group.add_argument(
+        "--barrier-timeout",
+        type=int,
+        default=BARRIER_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds any wait for the others may take (default {BARRIER_TIMEOUT_S})",
+    )
+    group.add_argument("--heartbeat-timeout", type=int, default=HEARTBEAT_TIMEOUT_S, metavar="S",
+                       help="seconds of silence after which a process counts as lost (default "
+                       f"{HEARTBEAT_TIMEOUT_S})")  # fmt: skip
+
+
+def _add_launch_command(commands: argparse._SubParsersAction) -> None:
+    launch = commands.add_parser(
+        "launch",
+        help="run a train command as N local processes (gloo on the CPU): launch --processes 2 "
+        "-- train gan ...",
+    )
+    launch.add_argument("--processes", type=int, required=True, metavar="N")
+    launch.add_argument(
+        "--devices-per-process",
+        type=int,
+        default=1,
+        metavar="K",
+        help="simulated CPU devices per process (default 1)",
+    )
+    launch.add_argument(
+        "--grace", type=float, default=10.0, metavar="S",
+        help="seconds the others get to stop after one fails, before SIGKILL (default 10)",
+    )  # fmt: skip
+    launch.add_argument(
+        "train_command", nargs=argparse.REMAINDER, metavar="-- train KIND [flags]"
     )
 
 
@@ -188,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--workdir", required=True)
     translate.add_argument("text", nargs="*", help="text to translate (default: read stdin)")
     _add_decoding_flags(translate)
+    _add_launch_command(commands)
     bench = commands.add_parser(
         "bench",
         help="run a benchmark script from benchmarks/ (source checkout); other flags pass through",

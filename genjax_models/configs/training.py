@@ -13,6 +13,7 @@ from genjax_models.configs.checks import (
     fail,
     is_seed,
 )
+from genjax_models.configs.distributed import BARRIER_TIMEOUT_S, HEARTBEAT_TIMEOUT_S
 
 ON_NAN_POLICIES = ("stop", "skip", "rollback")
 
@@ -38,6 +39,9 @@ class TrainConfig:
     run, ``skip`` drops the update and goes on, ``rollback`` restores the newest checkpoint and
     multiplies the learning rate by ``nan_lr_factor`` (at most ``max_rollbacks`` times).
     ``inject_nan_at_step`` is a test hook: the update producing that step diverges to NaN (once).
+    With several processes, ``barrier_timeout_s`` bounds every wait for the others and
+    ``heartbeat_timeout_s`` is how long a silent process has before it counts as lost
+    (:mod:`genjax_models.configs.distributed`).
     """
 
     steps: int = 2000
@@ -52,10 +56,14 @@ class TrainConfig:
     nan_lr_factor: float = 0.5
     max_rollbacks: int = 3
     inject_nan_at_step: int | None = None
+    barrier_timeout_s: int = BARRIER_TIMEOUT_S
+    heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         check_positive_int(
             self,
+            "barrier_timeout_s",
+            "heartbeat_timeout_s",
             "steps",
             "batch_size",
             "log_every",

@@ -17,9 +17,11 @@ All three donate the old state's buffers and derive the step key inside the comp
 (``fold_in(state.rng, state.step)``). Checkpoints always hold the plain, unreplicated state
 (:meth:`DataParallel.unplace`), so they restore onto any device count.
 
-Multi-host: call ``jax.distributed.initialize()`` first; every process then builds the same global
-batch (in-memory data is cheap) and :meth:`DataParallel.put_batch` keeps its process-local slice
-(``jax.make_array_from_process_local_data``).
+Several processes (:mod:`genjax_models.parallel.distributed`): the mesh spans every process's
+devices; each process builds the same plain state and the same global batch of step ``t`` (a pure
+function of the seed and ``t``) and :meth:`DataParallel.put_batch` hands JAX only the rows its own
+devices hold (``jax.make_array_from_process_local_data``), so what a run trains on does not depend
+on how many processes share it. ``jit`` and ``shard_map`` span processes; ``pmap`` does not.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from genjax_models.train.steps import DATA_AXIS
 
 AXIS = DATA_AXIS
 PARALLEL_KINDS = ("jit", "shard_map", "pmap")
+MULTI_PROCESS_KINDS = ("jit", "shard_map")
+"""The plans that span processes (pmap's per-device leading axis is this process's alone)."""
 
 
 class ParallelError(ValueError):
@@ -51,6 +55,11 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     count = len(devices) if num_devices is None else num_devices
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ParallelError(f"devices={num_devices!r} is invalid: expected a positive integer")
+    if jax.process_count() > 1 and count != len(devices):
+        raise ParallelError(
+            f"devices={count} with {jax.process_count()} processes: every device of every "
+            f"process takes part ({len(devices)} in all); omit --devices"
+        )
     if count > len(devices):
         raise ParallelError(
             f"devices={count} but only {len(devices)} {devices[0].platform} device(s) are "
@@ -75,6 +84,11 @@ class DataParallel:
             raise ParallelError(
                 f"parallel={self.kind!r} is invalid: expected one of {', '.join(PARALLEL_KINDS)}"
             )
+        if self.kind not in MULTI_PROCESS_KINDS and jax.process_count() > 1:
+            raise ParallelError(
+                f"--parallel {self.kind} runs in one process only, and this run has "
+                f"{jax.process_count()}: use --parallel jit (recommended) or shard_map"
+            )
 
     @property
     def num_devices(self) -> int:
@@ -86,8 +100,12 @@ class DataParallel:
         return None if self.kind == "jit" else AXIS
 
     def describe(self) -> str:
-        """E.g. ``"8x cpu, jit"``."""
-        return f"{self.num_devices}x {self.mesh.devices.flat[0].platform}, {self.kind}"
+        """E.g. ``"8x cpu, jit"`` (``"2 processes x 4 cpu, jit"`` across processes)."""
+        platform = self.mesh.devices.flat[0].platform
+        if jax.process_count() > 1:
+            local = self.num_devices // jax.process_count()
+            return f"{jax.process_count()} processes x {local} {platform}, {self.kind}"
+        return f"{self.num_devices}x {platform}, {self.kind}"
 
     def check_batch_size(self, batch_size: int) -> None:
         """One-line error when the global batch does not split evenly over devices and hosts."""
@@ -109,6 +127,8 @@ class DataParallel:
 
     def put_state(self, state: Any) -> Any:
         """Places a plain state: replicated on the mesh, or with a leading device axis (pmap)."""
+        if jax.process_count() > 1:  # every process holds the same plain state on the host
+            return jax.device_put(jax.device_get(state), self._replicated())
         if self.kind == "pmap":
             host = jax.device_get(state)
             stacked = jax.tree.map(
@@ -124,22 +144,21 @@ class DataParallel:
         return state
 
     def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        """Splits a global batch over the devices (this process keeps its local slice)."""
-        self.check_batch_size(len(next(iter(batch.values()))))
-        processes, index = jax.process_count(), jax.process_index()
-
-        def local(x: np.ndarray) -> np.ndarray:
-            size = len(x) // processes
-            return x[index * size : (index + 1) * size]
-
+        """Splits a global batch over the devices; this process keeps only the rows its own
+        devices hold (:func:`process_rows`)."""
+        size = len(next(iter(batch.values())))
+        self.check_batch_size(size)
         if self.kind == "pmap":
             per_device = {
                 k: v.reshape(self.num_devices, -1, *v.shape[1:]) for k, v in batch.items()
             }
             return jax.device_put(per_device, self._sharded())
         sharding = self._sharded()
+        rows = process_rows(sharding, size)
         return {
-            k: jax.make_array_from_process_local_data(sharding, local(np.asarray(v)))
+            k: jax.make_array_from_process_local_data(
+                sharding, np.asarray(v)[rows], (size, *np.shape(v)[1:])
+            )
             for k, v in batch.items()
         }
 
@@ -186,6 +205,24 @@ class DataParallel:
             devices=list(self.mesh.devices.flat),
             donate_argnums=0,
         )
+
+
+def process_rows(sharding: NamedSharding, batch_size: int) -> slice:
+    """The rows of a ``[batch_size, ...]`` batch split over ``sharding``'s first axis that this
+    process's devices hold: all of them in a one-process run, one contiguous block per process
+    otherwise (``jax.make_mesh`` orders devices by process)."""
+    starts, stops = [], []
+    for index in sharding.addressable_devices_indices_map((batch_size,)).values():
+        rows = index[0] if index else slice(None)
+        starts.append(rows.start or 0)
+        stops.append(batch_size if rows.stop is None else rows.stop)
+    start, stop = min(starts), max(stops)
+    if (stop - start) * jax.process_count() != batch_size:
+        raise ParallelError(
+            f"this process's devices hold rows {start}..{stop} of a batch of {batch_size}, not "
+            "one contiguous 1/process_count block: build the mesh with jax.make_mesh"
+        )
+    return slice(start, stop)
 
 
 def data_parallel(step: Callable[..., tuple[Any, Any]], mesh: Mesh) -> Callable:

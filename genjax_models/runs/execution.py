@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
 from genjax_models.configs import OptimConfig, TrainConfig, to_dict
+from genjax_models.parallel.distributed import Processes, StopAgreement
 from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.workdir import CHECKPOINT_SUBDIR, prepare_workdir, read_run
 from genjax_models.train.checkpoint import Checkpointer, CheckpointError
@@ -40,6 +43,27 @@ def checkpointer_for(workdir: str, max_to_keep: int = 3) -> Checkpointer:
     return Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR), max_to_keep=max_to_keep)
 
 
+def run_description(
+    identity: dict[str, Any], train: TrainConfig, parallel: DataParallel, batches: BatchSource
+) -> dict[str, Any]:
+    """What every process of one run must agree on: the run's identity, its length, the plan,
+    the device count and a SHA-256 of the first global batch (the data the run reads)."""
+    first = batches.batch(0)
+    digest = hashlib.sha256()
+    for name in sorted(first):
+        array = np.ascontiguousarray(first[name])
+        digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return {
+        "identity": identity,
+        "steps": train.steps,
+        "workdir": train.workdir,
+        "parallel": parallel.kind,
+        "devices": parallel.num_devices,
+        "first_batch_sha256": digest.hexdigest(),
+    }
+
+
 def execute_run(
     *,
     identity: dict[str, Any],
@@ -63,14 +87,32 @@ def execute_run(
     saved them (they hold the plain state). ``on_workdir_ready(workdir)`` runs once the workdir
     is prepared (e.g. to save a tokenizer next to the checkpoints); ``on_sample``/``on_eval`` go
     to :func:`run_loop`.
+
+    With several processes (JAX's distributed runtime initialised), every process calls this
+    with the same arguments: they first check that they run the same configuration and data
+    (:func:`run_description`), process 0 alone prepares the workdir (the others take its
+    decision or stop with its error), writes ``run.json`` and calls ``on_workdir_ready``, and
+    all wait at a barrier before restoring and training together.
     """
-    resuming, backup = prepare_workdir(
-        train.workdir, identity, resume=resume, overwrite=overwrite, info=info
-    )
-    if backup:
+    processes = Processes(train.barrier_timeout_s) if jax.process_count() > 1 else None
+
+    def prepare() -> tuple[bool, str | None]:
+        return prepare_workdir(
+            train.workdir, identity, resume=resume, overwrite=overwrite, info=info
+        )
+
+    if processes is None:
+        resuming, backup = prepare()
+    else:  # the same run everywhere; process 0 prepares the workdir, the others agree or stop
+        processes.check_same("configurations", run_description(identity, train, parallel, batches))
+        resuming, backup = processes.decide("workdir", prepare)
+    primary = processes is None or processes.primary
+    if backup and primary:
         log(f"genjax-models: moved the previous contents of {train.workdir} to {backup}")
-    if on_workdir_ready is not None:
+    if on_workdir_ready is not None and primary:
         on_workdir_ready(train.workdir)
+    if processes is not None:
+        processes.barrier("workdir ready")
     with checkpointer_for(train.workdir, train.max_to_keep) as checkpointer:
         lr_scale, pending_metrics = 1.0, None
         if resuming:
@@ -97,6 +139,7 @@ def execute_run(
             description=f"{identity['kind']} {identity['dataset']} [{parallel.describe()}]",
             lr_scale=lr_scale,
             pending_metrics=pending_metrics,
+            stop_poll=None if processes is None else StopAgreement(processes),
         )
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.serialization
+import jax
 import orbax.checkpoint as ocp
 
 from genjax_models.train.checkpoint_restore import (
@@ -151,14 +152,15 @@ class Checkpointer:
     def _clear_failed_saves(self) -> None:
         """Deletes temporary dirs of killed saves; moves unreadable step dirs aside."""
         self._manager.wait_until_finished()
-        if not self._saved_before:
+        primary = jax.process_index() == 0  # with several processes, one changes the directory
+        if not self._saved_before and primary:
             for name in os.listdir(self.directory):
                 path = os.path.join(self.directory, name)
                 if TMP_SUFFIX in name and os.path.isdir(path):
                     shutil.rmtree(path, ignore_errors=True)
-            self._saved_before = True
+        self._saved_before = True
         unreadable = self._reader.unreadable
-        for step in sorted(unreadable):
+        for step in sorted(unreadable) if primary else ():
             source = self._reader.step_dir(step)
             if os.path.isdir(source):
                 aside, suffix = source + CORRUPT_SUFFIX, 0

@@ -123,7 +123,13 @@ class CheckpointReader:
     def restore_arrays(self, step: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         def read(at: int) -> tuple[dict[str, Any], dict[str, Any]]:
             meta = self._read_meta(at)
-            return dict(self._read_state(at, ocp.args.StandardRestore())), meta
+            # Onto this process's first device, whatever devices and processes saved it.
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            abstract = jax.tree.map(
+                lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+                self._saved_arrays(at),
+            )
+            return dict(self._read_state(at, ocp.args.StandardRestore(abstract))), meta
 
         return self._explicit(step, read) if step is not None else self._newest_readable(read)
 
@@ -152,8 +158,8 @@ class CheckpointReader:
             )
         return meta
 
-    def _check_matches(self, step: int, abstract: Any) -> None:
-        """Raises :class:`CheckpointError` when ``step`` holds another model's arrays."""
+    def _saved_arrays(self, step: int) -> Any:
+        """The tree of the ``state`` item's array metadata (shapes, dtypes) of ``step``."""
         try:
             with quiet_orbax_logs():
                 saved = self._manager.item_metadata(step)["state"]
@@ -162,7 +168,11 @@ class CheckpointReader:
             raise _Unreadable(f"array metadata: {_first_line(err)}") from None
         if saved is None:
             raise _Unreadable("array metadata: missing")
-        difference = _first_mismatch(saved, abstract)
+        return saved
+
+    def _check_matches(self, step: int, abstract: Any) -> None:
+        """Raises :class:`CheckpointError` when ``step`` holds another model's arrays."""
+        difference = _first_mismatch(self._saved_arrays(step), abstract)
         if difference is not None:
             raise CheckpointError(
                 f"checkpoint {self.step_dir(step)} does not match this model/config "

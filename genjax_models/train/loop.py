@@ -23,7 +23,15 @@ from tqdm.auto import tqdm
 
 from genjax_models.configs import TrainConfig
 from genjax_models.train.checkpoint import Checkpointer
-from genjax_models.train.loop_parts import NonFinitePolicy, StopRequest, host_rows, mean_metrics
+from genjax_models.train.loop_parts import (
+    NonFinitePolicy,
+    NoWriter,
+    StopPoll,
+    StopRequest,
+    host_rows,
+    local_copy,
+    mean_metrics,
+)
 from genjax_models.train.nonfinite import (
     NonFiniteError,
     all_finite,
@@ -168,8 +176,9 @@ class _Run:
     current: int = field(init=False)  # the global step the state has reached
     template: Any = field(init=False)  # what a rollback restores into
     unscaled: dict[str, Any] = field(init=False)  # the optimizers of the config
-    writer: MetricsWriter = field(init=False)
-    eval_writer: MetricsWriter | None = field(init=False)
+    writer: MetricsWriter | NoWriter = field(init=False)
+    eval_writer: MetricsWriter | NoWriter | None = field(init=False)
+    primary: bool = field(init=False)  # process 0: the one that writes files
     pending: list[dict[str, Any]] = field(init=False)  # metrics of the steps not yet logged
     timed_steps: int = field(init=False)  # steps run by this process since the last log row
     interval_start: float = field(init=False)  # when they began (for steps_per_sec)
@@ -184,19 +193,23 @@ class _Run:
         plain = self.state if parallel.kind != "pmap" else parallel.unplace(self.state)
         self.template = _abstract(plain)
         self.unscaled = optimizer_fields(self.state)
-        set_aside_rows_after(config.workdir, start)
-        self.writer = MetricsWriter(config.workdir)
+        self.primary = jax.process_index() == 0
+        if self.primary:
+            set_aside_rows_after(config.workdir, start)
+        writer = MetricsWriter if self.primary else lambda *_: NoWriter()
+        self.writer = writer(config.workdir)
         self.eval_writer = None
         if self.on_eval is not None:
-            self.eval_writer = MetricsWriter(config.workdir, "validation")
+            self.eval_writer = writer(config.workdir, "validation")
         self.pending = pending_from_json(pending_metrics)
         self.timed_steps, self.last = 0, {}
         self.interval_start = time.perf_counter()
         self.train_step = self._compile(config.inject_nan_at_step)
         self.state = scale_learning_rate(self.state, self.lr_scale)
         self.progress = tqdm(
-            total=config.steps, initial=start, desc=description, unit="step", dynamic_ncols=True
-        )
+            total=config.steps, initial=start, desc=description, unit="step",
+            dynamic_ncols=True, disable=not self.primary,
+        )  # fmt: skip
         self.nonfinite = NonFinitePolicy(config, self.warn, self.lr_scale)
 
     def _compile(self, poison: int | None) -> Callable[[Any, Any], tuple[Any, Any]]:
@@ -205,7 +218,7 @@ class _Run:
     def warn(self, line: str) -> None:
         self.progress.write(line, file=sys.stderr)
 
-    def stop_on_signal(self, signal_name: str) -> None:
+    def stop_on_signal(self, signal_name: str | None, requested_by: int | None = None) -> None:
         """The interrupt: saves the last completed step (unless a non-finite update came since
         the newest checkpoint) and raises :class:`TrainingInterrupted` saying what was saved."""
         checkpointer, current = self.checkpointer, self.current
@@ -221,9 +234,9 @@ class _Run:
             else f"no checkpoint saved (non-finite update at step {bad}); the newest is "
             f"checkpoint {latest} in {checkpointer.directory}"
         )
+        asked = signal_name or f"stop asked by process {requested_by}"
         raise TrainingInterrupted(
-            f"{signal_name} at step {current}: {saved}; re-run the same command "
-            "with --resume to continue"
+            f"{asked} at step {current}: {saved}; re-run the same command with --resume to continue"
         )
 
     def train_one_step(self) -> None:
@@ -260,7 +273,8 @@ class _Run:
         self.current = int(meta["step"])
         self.pending = pending_from_json(meta.get("pending_metrics"))
         self.timed_steps, self.interval_start = 0, time.perf_counter()
-        set_aside_rows_after(self.config.workdir, self.current)
+        if self.primary:
+            set_aside_rows_after(self.config.workdir, self.current)
         self.warn(
             f"genjax-models: warning: non-finite update at step {bad}: rolled back to "
             f"checkpoint {self.current}, learning rate x{self.lr_scale:g} (--on-nan rollback)"
@@ -279,12 +293,16 @@ class _Run:
         self.progress.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
 
     def sample_and_evaluate(self) -> None:
-        """``on_sample``, then ``on_eval``, whose metrics are logged as ``validation``."""
+        """``on_sample``, then ``on_eval``, whose metrics are logged as ``validation`` (process 0
+        only, on its own copy of the state: the others go on to the next step)."""
+        if not self.primary:
+            return
+        state = local_copy(self.parallel.unplace(self.state))
         if self.on_sample is not None:
-            self.on_sample(self.parallel.unplace(self.state), self.current)
+            self.on_sample(state, self.current)
         if self.on_eval is None or self.eval_writer is None:
             return
-        validation = self.on_eval(self.parallel.unplace(self.state), self.current)
+        validation = self.on_eval(state, self.current)
         self.eval_writer.write(self.current, validation)
         self.last.update({f"validation_{k}": v for k, v in validation.items()})
         self.progress.write(
@@ -326,6 +344,7 @@ def run_loop(
     description: str = "train",
     lr_scale: float = 1.0,
     pending_metrics: list[dict[str, Any]] | None = None,
+    stop_poll: StopPoll | None = None,
 ) -> tuple[Any, dict[str, float]]:
     """Trains from ``state.step`` to ``config.steps``; returns the final (plain) state and metrics.
 
@@ -349,6 +368,9 @@ def run_loop(
       pending_metrics: the metrics of the steps between the last log row and the restored
         checkpoint (saved with it, :func:`pending_to_json`), so the next row averages the same
         steps as an uninterrupted run's.
+      stop_poll: with several processes, how they agree on the one step a signal stops them
+        all at (None: this process decides alone). Only process 0 writes metrics, samples and
+        evaluations; every process takes part in each checkpoint.
     """
     run = _Run(
         state=state,
@@ -369,8 +391,11 @@ def run_loop(
     stop = StopRequest()
     try:
         while run.current < config.steps:
-            if stop.signal_name:
-                run.stop_on_signal(stop.signal_name)
+            if stop_poll is None:
+                if stop.signal_name:
+                    run.stop_on_signal(stop.signal_name)
+            elif stop_poll.poll(bool(stop.signal_name), run.current) == run.current:
+                run.stop_on_signal(stop.signal_name, stop_poll.requested_by)
             run.train_one_step()
             logs, samples, saves = run.due()
             if (logs or samples or saves) and (bad := run.check_nonfinite()) is not None:
@@ -382,6 +407,8 @@ def run_loop(
                 run.sample_and_evaluate()
             if saves:
                 run.save(run.current)
+        if stop_poll is not None:
+            stop_poll.finish(run.current)
     finally:
         stop.restore()
         run.close()

@@ -1,5 +1,7 @@
 """Pieces of the training loop (:mod:`genjax_models.train.loop`) that need none of its state: the
-stop request a signal sets, the non-finite policy, and the metric rows and means it logs."""
+stop request a signal sets (and the protocol several processes agree on a stop step through),
+the non-finite policy, the metric rows and means it logs, and what processes other than 0 have
+instead of writers."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import math
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -111,3 +113,40 @@ class NonFinitePolicy:
             )
         self.rollbacks += 1
         return bad[0]
+
+
+class StopPoll(Protocol):
+    """How the processes of a multi-process run agree on where to stop (one step for all, so the
+    last checkpoint is one collective save): e.g. :mod:`genjax_models.parallel`'s
+    ``StopAgreement``. The engine defines what it needs, as for ``Placement``."""
+
+    requested_by: int | None
+
+    def poll(self, signalled: bool, step: int) -> int | None: ...
+
+    def finish(self, step: int) -> None: ...
+
+
+class NoWriter:
+    """What a process other than 0 has instead of a ``MetricsWriter``: it writes nothing."""
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        del step, values
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def local_copy(state: Any) -> Any:
+    """A replicated state spanning processes as arrays on one of this process's devices (what a
+    primary-only side effect such as sampling computes on, with no collective)."""
+
+    def local(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return x.addressable_shards[0].data
+        return x
+
+    return jax.tree.map(local, state)
