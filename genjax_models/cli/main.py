@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,12 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, UsageError, ValueError, OSError, ImportError, RuntimeError) as err:
         if watchdog is None:
             return _report(err)
+        if isinstance(err, RuntimeError):  # e.g. a collective whose peer vanished: when the
+            watchdog.wait_for_lost_process()  # watchdog finds one lost, it ends this process
         try:
-            status = _report(err)
-        except BaseException as bug:
-            watchdog.fail(f"{type(bug).__name__}: {_last_error_line(bug)}")
-            raise
-        watchdog.fail(_last_error_line(err))
+            status, line = _report(err), _last_error_line(err)
+        except BaseException as bug:  # a bug: the traceback, then the others are told
+            traceback.print_exc()
+            status, line = 1, f"{type(bug).__name__}: {_last_error_line(bug)}"
+        watchdog.fail(line)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)  # not JAX's shutdown barrier: the others have stopped already

@@ -142,9 +142,7 @@ def _add_launch_command(commands: argparse._SubParsersAction) -> None:
         "--grace", type=float, default=10.0, metavar="S",
         help="seconds the others get to stop after one fails, before SIGKILL (default 10)",
     )  # fmt: skip
-    launch.add_argument(
-        "train_command", nargs=argparse.REMAINDER, metavar="-- train KIND [flags]"
-    )
+    launch.add_argument("train_command", nargs=argparse.REMAINDER, metavar="-- train KIND [flags]")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -120,15 +120,16 @@ def _client() -> Any:
     return client
 
 
-def describe_difference(first: Any, other: Any, prefix: str = "") -> str | None:
-    """The first field that differs between two JSON values, as ``"a.b: X vs Y"``, or None."""
+def first_difference(first: Any, other: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first field that differs between two JSON values: ``(dotted path, first's value,
+    other's value)``, or None when they are equal."""
     if isinstance(first, dict) and isinstance(other, dict):
         for key in sorted(set(first) | set(other)):
-            found = describe_difference(first.get(key), other.get(key), f"{prefix}{key}.")
+            found = first_difference(first.get(key), other.get(key), f"{prefix}{key}.")
             if found:
                 return found
         return None
-    return None if first == other else f"{prefix.rstrip('.')}: {first!r} vs {other!r}"
+    return None if first == other else (prefix.rstrip("."), first, other)
 
 
 class Processes:
@@ -182,11 +183,13 @@ class Processes:
                 continue
             other_digest, other_text = json.loads(self._get(f"{name}/{other}", f"process {other}"))
             if other_digest != digest:
-                difference = describe_difference(description, json.loads(other_text))
+                mine = {self.index: description, other: json.loads(other_text)}
+                low, high = sorted(mine)
+                field, a, b = first_difference(mine[low], mine[high]) or ("?", None, None)
                 raise DistributedError(
-                    f"process {self.index} and process {other} run different {name} "
-                    f"({difference}; process {self.index} first): start every process with the "
-                    "same command and data"
+                    f"processes {low} and {high} run different {name} ({field}: process {low} "
+                    f"has {a!r}, process {high} has {b!r}): start every process with the same "
+                    "command and data"
                 )
 
     def decide(self, name: str, decide: Callable[[], Any]) -> Any:
@@ -245,6 +248,11 @@ class Watchdog:
             pass
         self._thread.join(timeout=5)
 
+    def wait_for_lost_process(self) -> None:
+        """Gives the watchdog the time it needs to find a lost process (it then ends this one,
+        naming it); returns when none was found."""
+        self._thread.join(timeout=self.lost_after_s + 3 * self.interval_s)
+
     def fail(self, message: str) -> None:
         """This process stops with the error ``message``: the others print it and stop too.
 
@@ -259,8 +267,8 @@ class Watchdog:
         time.sleep(3 * self.interval_s + 0.5)
 
     def _lost(self, who: int, why: str) -> None:
-        print(
-            f"genjax-models: error: process {who} was lost ({why}); process {self.index} stops. "
+        print(  # on a line of its own, after whatever the progress bar left unfinished
+            f"\ngenjax-models: error: process {who} was lost ({why}); process {self.index} stops. "
             "Finished checkpoints stay readable: re-run the same command with --resume",
             file=sys.stderr,
             flush=True,
@@ -286,7 +294,7 @@ class Watchdog:
             if failed and not self._stopped.is_set():
                 key, message = failed[0]
                 print(
-                    f"genjax-models: error: process {key.rsplit('/', 1)[-1]} stopped: {message}",
+                    f"\ngenjax-models: error: process {key.rsplit('/', 1)[-1]} stopped: {message}",
                     file=sys.stderr,
                     flush=True,
                 )

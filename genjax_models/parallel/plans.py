@@ -112,9 +112,10 @@ class DataParallel:
         parts = self.num_devices
         if batch_size % parts or batch_size % jax.process_count():
             multiple = -(-batch_size // parts) * parts
+            spread = f" of {jax.process_count()} processes" if jax.process_count() > 1 else ""
             raise ParallelError(
-                f"batch_size={batch_size} is not divisible by the {parts} devices: use a multiple "
-                f"of {parts} (e.g. --batch-size {multiple})"
+                f"batch_size={batch_size} is not divisible by the {parts} devices{spread}: use a "
+                f"multiple of {parts} (e.g. --batch-size {multiple})"
             )
 
     # -- placement -------------------------------------------------------------------------

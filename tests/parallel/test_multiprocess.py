@@ -69,7 +69,9 @@ def alone(devices: int, command: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(
-    python_docs_data_dir: Path, number_words_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    python_docs_data_dir: Path,
+    number_words_data_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ):
     """Trains every run; returns (root, {wave: {name: (stdout, stderr)}})."""
     root = tmp_path_factory.mktemp("multiprocess")
