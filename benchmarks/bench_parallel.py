@@ -54,6 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out", default=None, help="JSON path (default results/parallel_<platform>.json)"
     )
+    parser.add_argument(
+        "--layouts",
+        default="1x8,2x4,4x2",
+        help="processes x devices rows, trained through `genjax-models launch` (default "
+        "1x8,2x4,4x2; '' for none)",
+    )
+    parser.add_argument(
+        "--layout-steps", type=int, default=40, help="DCGAN steps per layout (default 40)"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 1:
         parser.error("--steps and --warmup must be >= 1")
@@ -317,6 +326,21 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     for row in report["results"]:
         print_row(row)
+    if args.layouts:
+        from process_layouts import benchmark_layouts, parse_layouts
+
+        print(f"\nprocesses x devices (DCGAN base_width={args.gan_width}, batch {args.batch_size})")
+        report["process_layouts"] = layouts = benchmark_layouts(
+            parse_layouts(args.layouts),
+            steps=args.layout_steps,
+            batch_size=args.batch_size,
+            width=args.gan_width,
+        )
+        print(layouts["note"])
+        for row in layouts["rows"]:
+            print(
+                f"{row['layout']:>6}  x{row['ratio_to_first']:.2f} of {layouts['rows'][0]['layout']}"
+            )
     out = args.out or os.path.join(RESULTS, f"parallel_{report['platform']}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:

@@ -67,7 +67,13 @@ def test_a_broken_contract_fails_lint_imports(tmp_path, module, bad_import, cont
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["train", "gan", "--help"], ["train", "lm", "--help"], ["eval", "gan", "--help"]],
+    [
+        ["--help"],
+        ["train", "gan", "--help"],
+        ["train", "lm", "--help"],
+        ["eval", "gan", "--help"],
+        ["launch", "--help"],
+    ],
 )
 def test_help_imports_no_jax(argv) -> None:
     """``genjax-models ... --help`` parses with the standard library and the configs only (it

@@ -198,3 +198,37 @@ def test_bad_input_stops_every_process_with_one_line(
         lines = error_lines(output)
         assert len(lines) == 1 and expected in lines[0], (index, output[-2000:])
     assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_ctrl_c_to_the_launcher_stops_every_process_at_one_saved_step(
+    digits_data_dir: Path, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "w"
+    launcher = subprocess.Popen(
+        [*cli(), "launch", "--processes", "2", "--devices-per-process", "2", "--", "train", "gan",
+         "--workdir", str(workdir), "--steps", "100000", *GAN, "--batch-size", "16",
+         "--data-dir", str(digits_data_dir), "--log-every", "1", "--checkpoint-every", "100000"],
+        env=multidevice_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while (
+            not (workdir / "metrics.jsonl").exists()
+            or "step" not in (workdir / "metrics.jsonl").read_text()
+        ):
+            assert launcher.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        launcher.send_signal(signal.SIGINT)  # the process this test started
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode == 130, output[-3000:]
+    lines = [line for line in output.splitlines() if "checkpoint" in line and " at step " in line]
+    assert len(lines) == 2, output[-3000:]  # one line per process: both stopped at one step
+    steps = {line.split(" at step ")[1].split(":")[0] for line in lines}
+    assert len(steps) == 1, lines
+    (step,) = steps
+    with checkpointer_for(str(workdir)) as checkpointer:
+        assert checkpointer.all_steps() == [int(step)]
