@@ -103,3 +103,19 @@ def load_leaves(path: Path) -> dict[str, np.ndarray]:
 def field_of(name: str) -> str:
     """``"g_params['Dense_0']['kernel']"`` -> ``"g_params"``; ``"metrics['d_loss']"`` -> ``"metrics"``."""
     return name.split("[")[0].split(".")[0]
+
+
+def tree_mismatches(actual, reference, min_leaves: int = 10) -> dict[str, float]:
+    """``{leaf path: max abs diff}`` for the leaves of ``actual`` outside the tolerance of
+    :func:`leaf_diff` against ``reference``'s (same structure, more than ``min_leaves``)."""
+    import jax
+
+    flat_ref = jax.tree_util.tree_leaves_with_path(reference)
+    flat = jax.tree.leaves(actual)
+    assert len(flat) == len(flat_ref) > min_leaves
+    failures = {}
+    for (path, ref), value in zip(flat_ref, flat, strict=True):
+        diff, ok = leaf_diff(np.asarray(value), np.asarray(ref))
+        if not ok:
+            failures[jax.tree_util.keystr(path)] = diff
+    return failures

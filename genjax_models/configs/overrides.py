@@ -78,3 +78,15 @@ def override_all(configs: tuple[Any, ...], assignments: list[str] | tuple[str, .
             kinds = "/".join(type(c).__name__ for c in configs)
             raise ConfigError(f"{kinds} have no field {key!r}: valid fields are {', '.join(names)}")
     return tuple(override(c, items) for c, items in zip(configs, routed, strict=True))
+
+
+def first_difference(first: Any, other: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first field that differs between two JSON values (nested dicts compared key by key,
+    in sorted order): ``(dotted path, first's value, other's value)``, or None when equal."""
+    if isinstance(first, dict) and isinstance(other, dict):
+        for key in sorted(set(first) | set(other)):
+            found = first_difference(first.get(key), other.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if first == other else (prefix.rstrip("."), first, other)

@@ -34,6 +34,7 @@ from typing import Any
 import jax
 
 from genjax_models.configs.distributed import DistributedConfig
+from genjax_models.configs.overrides import first_difference
 
 EXIT_COORDINATOR_BIND = 4
 """Exit status of process 0 when its coordinator could not bind its port."""
@@ -118,18 +119,6 @@ def _client() -> Any:
     if client is None:
         raise DistributedError("JAX's distributed runtime is not initialised")
     return client
-
-
-def first_difference(first: Any, other: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
-    """The first field that differs between two JSON values: ``(dotted path, first's value,
-    other's value)``, or None when they are equal."""
-    if isinstance(first, dict) and isinstance(other, dict):
-        for key in sorted(set(first) | set(other)):
-            found = first_difference(first.get(key), other.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if first == other else (prefix.rstrip("."), first, other)
 
 
 class Processes:

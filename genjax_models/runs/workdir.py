@@ -15,6 +15,8 @@ import os
 import shutil
 from typing import Any
 
+from genjax_models.configs.overrides import first_difference
+
 RUN_FILE = "run.json"
 CHECKPOINT_SUBDIR = "checkpoints"
 
@@ -44,16 +46,6 @@ def read_run(workdir: str) -> dict[str, Any]:
             "or pass --overwrite where the command has it (the directory is moved aside)"
         )
     return run
-
-
-def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if old == new else f"{prefix.rstrip('.')}: saved {old!r}, requested {new!r}"
 
 
 def has_checkpoints(workdir: str) -> bool:
@@ -114,8 +106,10 @@ def check_workdir(workdir: str, identity: dict[str, Any], *, resume: bool, overw
             f"workdir {workdir!r} is not empty and holds no genjax-models run: choose another "
             "--workdir, or pass --overwrite (its contents are moved to a .bak- directory)"
         )
-    difference = _first_difference(read_run(workdir)["identity"], identity)
-    if difference:
+    found = first_difference(read_run(workdir)["identity"], identity)
+    if found:
+        field, saved, requested = found
+        difference = f"{field}: saved {saved!r}, requested {requested!r}"
         raise WorkdirError(
             f"workdir {workdir!r} holds a different run ({difference}): choose another "
             "--workdir, or pass --overwrite (the old run is moved to a .bak- directory)"

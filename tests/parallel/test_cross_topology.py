@@ -28,7 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from multidevice_support import leaf_diff, run_side_by_side
+from multidevice_support import run_side_by_side, tree_mismatches
 
 from genjax_models.runs import load_gan
 from genjax_models.runs.execution import checkpointer_for
@@ -102,19 +102,6 @@ def topology_runs(
     return root, outputs
 
 
-def _mismatches(actual, reference) -> dict[str, float]:
-    """``{leaf path: max abs diff}`` for the leaves outside the tolerance (empty: all match)."""
-    flat_ref = jax.tree_util.tree_leaves_with_path(reference)
-    flat = jax.tree.leaves(actual)
-    assert len(flat) == len(flat_ref) > 50  # params, stats, both Adam states, EMA, step, rng
-    failures = {}
-    for (path, ref), value in zip(flat_ref, flat, strict=True):
-        diff, ok = leaf_diff(np.asarray(value), np.asarray(ref))
-        if not ok:
-            failures[jax.tree_util.keystr(path)] = diff
-    return failures
-
-
 @pytest.fixture(scope="module")
 def whole_state(topology_runs: tuple[Path, Outputs]) -> GANState:
     """The final state of ``whole`` (8 devices, uninterrupted), restored by ``load_gan``."""
@@ -157,7 +144,7 @@ def test_resumed_on_another_topology_equals_8_devices_uninterrupted(
     whole, run = whole_state, _final_state(root / name, whole_state)
     assert int(whole.step) == int(run.step) == STEPS
     np.testing.assert_array_equal(np.asarray(run.rng), np.asarray(whole.rng))
-    failures = _mismatches(run, whole)
+    failures = tree_mismatches(run, whole, min_leaves=50)  # params, stats, Adam, EMA
     assert not failures, f"{name} differs from 8 devices uninterrupted: {failures}"
 
     rows = [json.loads(line) for line in (root / name / "metrics.jsonl").read_text().splitlines()]

@@ -1,7 +1,8 @@
 """Several processes, one run, for real: ``genjax-models launch`` starts local processes under
 ``jax.distributed`` (gloo collectives on the CPU, a 127.0.0.1 port the OS picked).
 
-- 2 processes x 4 devices train what 1 process x 1 device trains (GAN, seq2seq, LM), within the
+- 2 processes x 4 devices train what 1 process x 1 device trains, for every train kind (GAN,
+  seq2seq, LM, span corruption, classifier, class-conditional Gaussians), within the
   data-parallel tests' tolerance (``multidevice_support.leaf_diff``);
 - checkpoints move between process counts: 2 x 4 -> 1 x 8 and 1 x 1 -> 2 x 4 resume to the
   uninterrupted 2 x 4 run's state within that tolerance, 2 x 4 -> 2 x 4 bit-identically;
@@ -20,7 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from multidevice_support import leaf_diff, run_side_by_side
+from multidevice_support import run_side_by_side, tree_mismatches
 
 from genjax_models.runs.execution import checkpointer_for
 
@@ -44,7 +45,19 @@ FLAGS = {
         "--batch-size", "16", "--sample-every", "8",
         "--set", "latent_dim=16", "--set", "base_width=8", "--set", "image_size=16",
     ),
+    "span_corruption": (
+        "--dataset", "python_docs", "--batch-size", "8", "--sample-every", "8",
+        "--set", "d_model=16", "--set", "mlp_dim=32", "--set", "num_heads=2",
+        "--set", "num_encoder_layers=1", "--set", "num_decoder_layers=1", "--set", "max_len=80",
+        "--set", "piece_length=79", "--set", "dropout_rate=0",
+    ),
+    "classifier": (
+        "--dataset", "elephants_mice", "--batch-size", "16", "--sample-every", "8",
+        "--set", "hidden_layers=0",
+    ),
+    "class_conditional": ("--batch-size", "16", "--sample-every", "8"),
 }  # fmt: skip
+EQUAL_KINDS = ("gan", "seq2seq", "lm", "span_corruption", "classifier", "class_conditional")
 
 
 def train(kind: str, workdir: Path, steps: int, data_dir: Path, *extra: str) -> list[str]:
@@ -71,11 +84,12 @@ def alone(devices: int, command: list[str]) -> list[str]:
 def runs(
     python_docs_data_dir: Path,
     number_words_data_dir: Path,
+    elephants_mice_data_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ):
     """Trains every run; returns (root, {wave: {name: (stdout, stderr)}})."""
     root = tmp_path_factory.mktemp("multiprocess")
-    data = python_docs_data_dir  # holds digits, number_words and python_docs
+    data = python_docs_data_dir  # holds digits, number_words, python_docs, elephants_mice
 
     def w(name: str) -> Path:
         return root / name
@@ -85,10 +99,15 @@ def runs(
         "lm_1": alone(1, train("lm", w("lm_1"), STEPS, data)),
         "lm_half_2x4": launched(2, 4, train("lm", w("lm_half_2x4"), HALF, data)),
         "lm_half_1": alone(1, train("lm", w("lm_half_1"), HALF, data)),
-        "gan_2x4": launched(2, 4, train("gan", w("gan_2x4"), STEPS, data)),
-        "gan_1": alone(1, train("gan", w("gan_1"), STEPS, data)),
-        "seq2seq_2x4": launched(2, 4, train("seq2seq", w("seq2seq_2x4"), STEPS, data)),
-        "seq2seq_1": alone(1, train("seq2seq", w("seq2seq_1"), STEPS, data)),
+        **{
+            f"{kind}_{layout}": command
+            for kind in EQUAL_KINDS
+            if kind != "lm"
+            for layout, command in (
+                ("2x4", launched(2, 4, train(kind, w(f"{kind}_2x4"), STEPS, data))),
+                ("1", alone(1, train(kind, w(f"{kind}_1"), STEPS, data))),
+            )
+        },
     }
     outputs = {}
     (root / "first").mkdir()
@@ -113,19 +132,7 @@ def final_arrays(workdir: Path) -> tuple[dict, dict]:
         return checkpointer.restore_arrays()
 
 
-def mismatches(actual: dict, reference: dict) -> dict[str, float]:
-    flat_ref = jax.tree_util.tree_leaves_with_path(reference)
-    flat = jax.tree.leaves(actual)
-    assert len(flat) == len(flat_ref) > 10
-    failures = {}
-    for (path, ref), value in zip(flat_ref, flat, strict=True):
-        diff, ok = leaf_diff(np.asarray(value), np.asarray(ref))
-        if not ok:
-            failures[jax.tree_util.keystr(path)] = diff
-    return failures
-
-
-@pytest.mark.parametrize("kind", ["gan", "seq2seq", "lm"])
+@pytest.mark.parametrize("kind", EQUAL_KINDS)
 def test_two_processes_of_four_devices_train_as_one_device(runs, kind: str) -> None:
     root, outputs = runs
     stdout, stderr = outputs["first"][f"{kind}_2x4"]
@@ -135,7 +142,7 @@ def test_two_processes_of_four_devices_train_as_one_device(runs, kind: str) -> N
     many, many_meta = final_arrays(root / f"{kind}_2x4")
     one, one_meta = final_arrays(root / f"{kind}_1")
     assert many_meta["identity"] == one_meta["identity"]
-    failures = mismatches(many, one)
+    failures = tree_mismatches(many, one)
     assert not failures, f"{kind}: 2 processes x 4 devices differ from 1 device: {failures}"
     rows = [json.loads(line) for line in (root / f"{kind}_2x4" / "metrics.jsonl").open()]
     train_rows = [row for row in rows if row["split"] == "train"]
@@ -155,7 +162,7 @@ def test_resume_across_process_counts_equals_the_uninterrupted_run(runs, name: s
     if name == "lm_half_2x4":  # the same processes and devices: bit-identical
         for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(whole), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    failures = mismatches(resumed, whole)
+    failures = tree_mismatches(resumed, whole)
     assert not failures, f"{name} differs from the uninterrupted 2 x 4 run: {failures}"
     rows = [json.loads(line) for line in (root / name / "metrics.jsonl").open()]
     steps = [row["step"] for row in rows if row["split"] == "train"]
