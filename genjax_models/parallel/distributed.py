@@ -71,6 +71,36 @@ def _wait_reachable(config: DistributedConfig) -> None:
             time.sleep(0.25)
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _bind_address(config: DistributedConfig) -> str | None:
+    """Where process 0's coordinator listens: the loopback address itself for a loopback
+    coordinator (``launch``: nothing outside this machine can reach it), else JAX's default
+    (every interface)."""
+    host = config.coordinator_host or ""
+    if host in LOOPBACK_HOSTS or host.startswith("127."):
+        return f"{host}:{config.coordinator_port}"
+    return None
+
+
+def _check_port_free(config: DistributedConfig) -> None:
+    """Raises :class:`CoordinatorBindError` when process 0 cannot bind the coordinator's port
+    (jaxlib's coordination service crashes the process instead of raising)."""
+    bind = _bind_address(config)
+    host = bind.rpartition(":")[0] if bind else ""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, config.coordinator_port))
+        except OSError as err:
+            raise CoordinatorBindError(
+                f"the coordinator cannot listen on port {config.coordinator_port} "
+                f"({err.strerror}): choose a free port for --coordinator"
+            ) from None
+
+
 def initialize(config: DistributedConfig) -> None:
     """Starts JAX's distributed runtime for ``config`` (nothing for a one-process run).
 
@@ -82,6 +112,8 @@ def initialize(config: DistributedConfig) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if config.cluster is None and config.process_id != 0:
         _wait_reachable(config)
+    elif config.cluster is None:
+        _check_port_free(config)
     timeouts = dict(
         initialization_timeout=config.init_timeout_s,
         heartbeat_timeout_seconds=2 * config.heartbeat_timeout_s + 10,
@@ -95,15 +127,11 @@ def initialize(config: DistributedConfig) -> None:
                 coordinator_address=config.coordinator,
                 num_processes=config.num_processes,
                 process_id=config.process_id,
+                coordinator_bind_address=_bind_address(config),
                 **timeouts,
             )
     except Exception as err:  # jaxlib raises its own XlaRuntimeError
         text = str(err)
-        if config.process_id == 0 and ("bind" in text.lower() or "address" in text.lower()):
-            raise CoordinatorBindError(
-                f"the coordinator could not bind {config.coordinator} ({text.splitlines()[0]}): "
-                "choose another port"
-            ) from None
         raise DistributedError(
             f"the distributed runtime did not start within {config.init_timeout_s} s "
             f"(coordinator {config.coordinator or config.cluster}, "

@@ -232,3 +232,19 @@ def test_ctrl_c_to_the_launcher_stops_every_process_at_one_saved_step(
     (step,) = steps
     with checkpointer_for(str(workdir)) as checkpointer:
         assert checkpointer.all_steps() == [int(step)]
+
+
+def test_a_taken_coordinator_port_is_one_line_and_the_status_launch_retries_on(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli("train", "gan", "--workdir", str(tmp_path / "w"), "--coordinator",
+                       f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0")  # fmt: skip
+    assert done.returncode == 4  # EXIT_COORDINATOR_BIND: launch picks another port
+    assert error_lines(done.stderr) == [
+        f"genjax-models: error: the coordinator cannot listen on port {port} (Address already "
+        "in use): choose a free port for --coordinator"
+    ]
