@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def reexec_with_simulated_devices() -> int:
+def reexec_with_simulated_devices(argv: list[str] | None) -> int:
     """Runs this script again with 8 simulated CPU devices; returns its exit status."""
     flags = os.environ.get("XLA_FLAGS", "")
     env = {
@@ -84,7 +84,8 @@ def reexec_with_simulated_devices() -> int:
         flush=True,
     )
     return subprocess.run(
-        [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env=env
+        [sys.executable, os.path.abspath(__file__), *(sys.argv[1:] if argv is None else argv)],
+        env=env,
     ).returncode
 
 
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         import jax
 
         if jax.devices()[0].platform == "cpu" and jax.device_count() == 1:
-            return reexec_with_simulated_devices()
+            return reexec_with_simulated_devices(argv)
     report = benchmark(args)
     print()
     print(report["note"])

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "lm": "bench_lm.py",
     "profile": "profile_step.py",
     "gemm": "gemm_shapes.py",
+    "parallel": "bench_parallel.py",
 }
 
 
