@@ -42,6 +42,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         inject_nan_at_step=args.inject_nan_at,
         barrier_timeout_s=args.barrier_timeout,
         heartbeat_timeout_s=args.heartbeat_timeout,
+        grad_accum=args.grad_accum,
     )
 
 

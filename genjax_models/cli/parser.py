@@ -74,6 +74,10 @@ def _add_train_flags(
     parser.add_argument(
         "--devices", type=int, default=None, help="number of devices (default: all available)"
     )
+    parser.add_argument(
+        "--grad-accum", type=int, default=1, metavar="K",
+        help="split each batch into K microbatches, one update (default 1; not the GAN's)",
+    )  # fmt: skip
     _add_process_flags(parser)
     parser.add_argument(
         "--on-nan",

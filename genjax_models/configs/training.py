@@ -41,7 +41,8 @@ class TrainConfig:
     ``inject_nan_at_step`` is a test hook: the update producing that step diverges to NaN (once).
     With several processes, ``barrier_timeout_s`` bounds every wait for the others and
     ``heartbeat_timeout_s`` is how long a silent process has before it counts as lost
-    (:mod:`genjax_models.configs.distributed`).
+    (:mod:`genjax_models.configs.distributed`). ``grad_accum`` microbatches make one update
+    (:mod:`genjax_models.train.accumulation`); the batch must divide by it x the devices.
     """
 
     steps: int = 2000
@@ -58,12 +59,14 @@ class TrainConfig:
     inject_nan_at_step: int | None = None
     barrier_timeout_s: int = BARRIER_TIMEOUT_S
     heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S
+    grad_accum: int = 1
 
     def __post_init__(self) -> None:
         check_positive_int(
             self,
             "barrier_timeout_s",
             "heartbeat_timeout_s",
+            "grad_accum",
             "steps",
             "batch_size",
             "log_every",

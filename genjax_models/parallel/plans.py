@@ -107,8 +107,16 @@ class DataParallel:
             return f"{jax.process_count()} processes x {local} {platform}, {self.kind}"
         return f"{self.num_devices}x {platform}, {self.kind}"
 
-    def check_batch_size(self, batch_size: int) -> None:
-        """One-line error when the global batch does not split evenly over devices and hosts."""
+    def check_batch_size(self, batch_size: int, grad_accum: int = 1) -> None:
+        """One-line error when the global batch does not split evenly over devices and hosts
+        (and, with ``grad_accum`` K, into K microbatches on every device)."""
+        if grad_accum > 1 and batch_size % (self.num_devices * grad_accum):
+            parts = self.num_devices * grad_accum
+            raise ParallelError(
+                f"--grad-accum {grad_accum} does not divide the batch: batch_size={batch_size} "
+                f"over {self.num_devices} device(s) x {grad_accum} microbatches; use a multiple "
+                f"of {parts} (e.g. --batch-size {-(-batch_size // parts) * parts})"
+            )
         parts = self.num_devices
         if batch_size % parts or batch_size % jax.process_count():
             multiple = -(-batch_size // parts) * parts

@@ -194,7 +194,7 @@ def train_labelled_model(
     if label_fraction != 1:
         identity["label_fraction"] = label_fraction
     parallel = parallel or DataParallel()
-    parallel.check_batch_size(train.batch_size)
+    parallel.check_batch_size(train.batch_size, train.grad_accum)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     inputs = load_labelled_split(dataset, "train", config, data_dir)
     # the test split too, before training: a dataset without one fails now, not after the run
@@ -214,7 +214,9 @@ def train_labelled_model(
         identity=identity,
         info={"data_dir": data_dir},
         state=state,
-        step=make_classifier_step(model, input_key=key, objective=objective),
+        step=make_classifier_step(
+            model, input_key=key, objective=objective, grad_accum=train.grad_accum
+        ),
         batches=EpochBatcher(arrays, train.batch_size, train.seed),
         train=train,
         parallel=parallel,

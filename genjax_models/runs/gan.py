@@ -148,6 +148,11 @@ def train_gan(
 
     identity = run_identity("gan", dataset, train, model=config, g_optim=g_optim, d_optim=d_optim)
     parallel = parallel or DataParallel()
+    if train.grad_accum > 1:
+        raise ValueError(
+            f"--grad-accum {train.grad_accum} with the DCGAN: its BatchNorm statistics per "
+            "microbatch are not the batch's; use --grad-accum 1 (or a larger --batch-size)"
+        )
     parallel.check_batch_size(train.batch_size)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     arrays = load_image_dataset(dataset, "train", data_dir=data_dir, image_size=config.image_size)

@@ -253,7 +253,7 @@ def train_lm(
         "tokenizer": "byte",
     }
     parallel = parallel or DataParallel()
-    parallel.check_batch_size(train.batch_size)
+    parallel.check_batch_size(train.batch_size, train.grad_accum)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     model = make_lm(config)  # a one-line error now for attention='cudnn' off a GPU
     train_docs = _documents(dataset, "train", data_dir, tokenizer)
@@ -292,7 +292,7 @@ def train_lm(
         identity=identity,
         info={"data_dir": data_dir, **baseline},
         state=init_lm_state(config, optim, train.seed),
-        step=make_lm_step(model),
+        step=make_lm_step(model, grad_accum=train.grad_accum),
         batches=batches,
         train=train,
         parallel=parallel,

@@ -193,7 +193,7 @@ def train_seq2seq(
         check_init_source(init_from)  # not a run, another kind, no checkpoint: errors now
         identity["init_from"] = os.path.abspath(init_from)
     parallel = parallel or DataParallel()
-    parallel.check_batch_size(train.batch_size)
+    parallel.check_batch_size(train.batch_size, train.grad_accum)
     resuming = check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     model = make_transformer(config)  # a one-line error now for attention='cudnn' off a GPU
     # the data's errors come before the model is initialised (traced)
@@ -241,7 +241,7 @@ def train_seq2seq(
         identity=identity,
         info={"data_dir": data_dir},
         state=state,
-        step=make_seq2seq_step(model),
+        step=make_seq2seq_step(model, grad_accum=train.grad_accum),
         batches=batches,
         train=train,
         parallel=parallel,

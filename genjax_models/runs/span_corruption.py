@@ -118,7 +118,7 @@ def train_span_corruption(
         "tokenizer": "byte",
     }
     parallel = parallel or DataParallel()
-    parallel.check_batch_size(train.batch_size)
+    parallel.check_batch_size(train.batch_size, train.grad_accum)
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     model = make_transformer(config)  # a one-line error now for attention='cudnn' off a GPU
     inputs, targets, count = _span_pairs(dataset, "train", data_dir, tokenizer, span, train.seed)
@@ -145,7 +145,7 @@ def train_span_corruption(
         identity=identity,
         info={"data_dir": data_dir},
         state=init_seq2seq_state(config, optim, train.seed),
-        step=make_seq2seq_step(model),
+        step=make_seq2seq_step(model, grad_accum=train.grad_accum),
         batches=batches,
         train=train,
         parallel=parallel,

@@ -31,6 +31,7 @@ from jax import lax
 
 from genjax_models.losses import smoothed_token_cross_entropy
 from genjax_models.models.transformer import PAD_ID
+from genjax_models.train.accumulation import accumulate_gradients, check_grad_accum
 from genjax_models.train.state import PyTree, TrainState
 from genjax_models.train.steps import Batch, Metrics, Step, as_varying, mean_over
 from genjax_models.validation import check_batch_keys
@@ -100,6 +101,7 @@ def make_token_step(
     targets_key: str,
     weights_fn: Callable[[Batch], jax.Array],
     label_smoothing: float,
+    grad_accum: int = 1,
 ) -> Step:
     """``step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)`` for any model
     whose ``forward`` gives logits for the tokens ``batch[targets_key]`` weighted by
@@ -108,8 +110,14 @@ def make_token_step(
     Metrics (float32 scalars, per real target token): ``loss`` (label-smoothed, the optimised
     objective), ``nll`` (plain cross-entropy), ``accuracy`` (teacher-forced token accuracy) and
     ``tokens`` (real target tokens in the global batch).
+
+    ``grad_accum=K`` splits each (per-device) batch into K microbatches inside the step
+    (:func:`accumulate_gradients`) and applies one update; the token sums of every microbatch
+    are divided by the whole batch's real-token count, so the update equals the full batch's to
+    float32 round-off (dropout masks are drawn per microbatch).
     """
     required = tuple(dict.fromkeys(("inputs", targets_key)))
+    check_grad_accum(grad_accum)
 
     def token_step(
         state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
@@ -124,14 +132,20 @@ def make_token_step(
         if axis_name is not None:
             rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
 
-        def loss_fn(params: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
-            logits = forward(params, batch, train=True, rngs={"dropout": rng})
-            sums = _token_sums(logits, batch[targets_key], weights, label_smoothing)
-            return sums["loss"] / normaliser, sums
+        def grads_and_sums(params: PyTree, part: Batch, key: jax.Array) -> tuple[Any, Any]:
+            def loss_fn(params: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
+                logits = forward(params, part, train=True, rngs={"dropout": key})
+                sums = _token_sums(logits, part[targets_key], weights_fn(part), label_smoothing)
+                return sums["loss"] / normaliser, sums
 
-        (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            as_varying(state.params, axis_name)
-        )
+            (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            return grads, sums
+
+        params = as_varying(state.params, axis_name)
+        if grad_accum == 1:
+            grads, sums = grads_and_sums(params, batch, rng)
+        else:
+            grads, sums = accumulate_gradients(grads_and_sums, params, batch, rng, grad_accum)
         grads = mean(grads)
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -174,15 +188,19 @@ def _label_smoothing(model: nn.Module, label_smoothing: float | None) -> float:
     return label_smoothing
 
 
-def make_seq2seq_step(model: nn.Module, label_smoothing: float | None = None) -> Step:
+def make_seq2seq_step(
+    model: nn.Module, label_smoothing: float | None = None, grad_accum: int = 1
+) -> Step:
     """Builds ``seq2seq_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
 
     Teacher forcing: the model (an ``EncoderDecoder``) feeds ``shift_right(targets)`` to the
     decoder. ``label_smoothing`` defaults to ``model.config.label_smoothing``. Metrics as
-    :func:`make_token_step`, per real target token.
+    :func:`make_token_step`, per real target token; ``grad_accum`` microbatches per update.
     """
     label_smoothing = _label_smoothing(model, label_smoothing)
-    return make_token_step(_seq2seq_forward(model), "targets", target_weights, label_smoothing)
+    return make_token_step(
+        _seq2seq_forward(model), "targets", target_weights, label_smoothing, grad_accum
+    )
 
 
 def make_seq2seq_eval_step(model: nn.Module, label_smoothing: float | None = None):
@@ -194,16 +212,19 @@ def make_seq2seq_eval_step(model: nn.Module, label_smoothing: float | None = Non
     return make_token_eval_step(_seq2seq_forward(model), "targets", target_weights, label_smoothing)
 
 
-def make_lm_step(model: nn.Module, label_smoothing: float | None = None) -> Step:
+def make_lm_step(
+    model: nn.Module, label_smoothing: float | None = None, grad_accum: int = 1
+) -> Step:
     """Builds ``lm_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
 
     The model (a ``DecoderOnlyLM``) reads ``batch["inputs"]`` shifted right behind ``BOS``
     (restarting at every packed document) under a causal segment mask and predicts every token;
     padding (segment 0) weighs 0. Same loss, metrics and global-token normalisation as
-    :func:`make_seq2seq_step`; ``label_smoothing`` defaults to ``model.config.label_smoothing``.
+    :func:`make_seq2seq_step`; ``label_smoothing`` defaults to ``model.config.label_smoothing``;
+    ``grad_accum`` microbatches per update.
     """
     label_smoothing = _label_smoothing(model, label_smoothing)
-    return make_token_step(_lm_forward(model), "inputs", lm_weights, label_smoothing)
+    return make_token_step(_lm_forward(model), "inputs", lm_weights, label_smoothing, grad_accum)
 
 
 def make_lm_eval_step(model: nn.Module, label_smoothing: float | None = None):

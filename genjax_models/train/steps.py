@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from genjax_models.configs import GAN_LOSSES
 from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
+from genjax_models.train.accumulation import accumulate_gradients, check_grad_accum
 from genjax_models.train.state import GANState, PyTree, TrainState, resolve_latent_dim, step_rng
 from genjax_models.validation import check_batch_keys
 
@@ -220,8 +221,19 @@ def make_gan_step(
 CLASSIFIER_OBJECTIVES = ("conditional", "joint")
 
 
+def _has_batch_norm(batch_stats: PyTree) -> bool:
+    """Whether ``batch_stats`` holds a BatchNorm's running statistics (Flax names its variance
+    ``var``; fixed input statistics such as ``Standardize``'s mean and scale do not count)."""
+    paths = jax.tree_util.tree_leaves_with_path(batch_stats)
+    return any(str(getattr(path[-1], "key", path[-1])) == "var" for path, _ in paths)
+
+
 def make_classifier_step(
-    model: nn.Module, *, input_key: str = "image", objective: str = "conditional"
+    model: nn.Module,
+    *,
+    input_key: str = "image",
+    objective: str = "conditional",
+    grad_accum: int = 1,
 ) -> Step:
     """Builds ``classifier_step(state, batch, rng, *, axis_name=None) -> (TrainState, metrics)``.
 
@@ -237,7 +249,11 @@ def make_classifier_step(
       is ``-mean log p(x, y)``, the negative log-likelihood of the labelled examples.
 
     Metrics: ``loss`` and ``accuracy`` (argmax of the scores, the Bayes decision for ``joint``).
+    ``grad_accum=K`` averages the gradients of K microbatches in one update
+    (:mod:`genjax_models.train.accumulation`), equal to the full batch's to round-off; models
+    with BatchNorm statistics refuse it.
     """
+    check_grad_accum(grad_accum)
     if objective not in CLASSIFIER_OBJECTIVES:
         raise ValueError(
             f"objective={objective!r} is invalid: expected one of {', '.join(CLASSIFIER_OBJECTIVES)}"
@@ -246,24 +262,42 @@ def make_classifier_step(
     def classifier_step(
         state: TrainState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
     ) -> tuple[TrainState, Metrics]:
-        del rng  # the classifier is deterministic (no dropout)
         check_batch_keys("classifier_step", batch, (input_key, "label"))
         mean = mean_over(axis_name)
 
-        def loss_fn(p: PyTree) -> tuple[jax.Array, Any]:
-            logits, stats = _apply_train(model, p, state.batch_stats, batch[input_key])
-            if objective == "joint":
-                log_joint = jnp.take_along_axis(logits, batch["label"][:, None], axis=-1)
-                return -jnp.mean(log_joint), (stats, logits)
-            return classification_loss(logits, batch["label"]), (stats, logits)
+        if grad_accum > 1 and _has_batch_norm(state.batch_stats):
+            raise ValueError(
+                f"--grad-accum {grad_accum} with BatchNorm: a microbatch's statistics are not "
+                "the batch's; use --grad-accum 1 or a model without BatchNorm"
+            )
 
-        (loss, (stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            as_varying(state.params, axis_name)
-        )
+        def grads_and_sums(params: PyTree, part: Batch, key: jax.Array) -> tuple[Any, Any]:
+            del key
+
+            def loss_fn(p: PyTree) -> tuple[jax.Array, Any]:
+                logits, stats = _apply_train(model, p, state.batch_stats, part[input_key])
+                if objective == "joint":
+                    log_joint = jnp.take_along_axis(logits, part["label"][:, None], axis=-1)
+                    loss = -jnp.mean(log_joint)
+                else:
+                    loss = classification_loss(logits, part["label"])
+                return loss / grad_accum, (stats, logits)
+
+            (loss, (stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            hits = jnp.mean((jnp.argmax(logits, -1) == part["label"]).astype(jnp.float32))
+            return grads, (loss, hits / grad_accum) if grad_accum > 1 else (loss, hits, stats)
+
+        params = as_varying(state.params, axis_name)
+        if grad_accum == 1:
+            grads, (loss, accuracy, stats) = grads_and_sums(params, batch, rng)
+        else:  # only fixed statistics (Standardize) are left: BatchNorm is refused above
+            grads, (loss, accuracy) = accumulate_gradients(
+                grads_and_sums, params, batch, rng, grad_accum
+            )
+            stats = state.batch_stats
         grads, stats = mean((grads, stats))
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32))
         new_state = state.replace(
             step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state
         )
