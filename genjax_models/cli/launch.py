@@ -59,7 +59,7 @@ def process_environment(
 def _relay(stream: IO[bytes], index: int, out: IO[str], lock: threading.Lock) -> None:
     """Copies ``stream`` to ``out``, each line (or carriage-return update) prefixed ``[index]``."""
     pending = b""
-    while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536):
+    while chunk := os.read(stream.fileno(), 65536):
         pending += chunk
         *lines, pending = re.split(rb"(?<=[\n\r])", pending)
         with lock:

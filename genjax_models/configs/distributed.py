@@ -147,7 +147,7 @@ def distributed_config(
 ) -> DistributedConfig:
     """The :class:`DistributedConfig` of flags (None: not given) over ``env`` (see the module
     docstring for the order); a one-line :class:`ConfigError` for inconsistent values."""
-    timeouts = dict(
+    base = DistributedConfig(
         init_timeout_s=init_timeout_s,
         barrier_timeout_s=barrier_timeout_s,
         heartbeat_timeout_s=heartbeat_timeout_s,
@@ -158,7 +158,7 @@ def distributed_config(
         num_processes = _int_or_text(env.get(ENV_NUM_PROCESSES), ENV_NUM_PROCESSES)
         process_id = _int_or_text(env.get(ENV_PROCESS_ID), ENV_PROCESS_ID)
         if all(value is None for value in (coordinator, num_processes, process_id)):
-            return DistributedConfig(cluster=detected_cluster(env), **timeouts)
-    return DistributedConfig(
-        coordinator=coordinator, num_processes=num_processes, process_id=process_id, **timeouts
+            return dataclasses.replace(base, cluster=detected_cluster(env))
+    return dataclasses.replace(
+        base, coordinator=coordinator, num_processes=num_processes, process_id=process_id
     )

@@ -114,21 +114,24 @@ def initialize(config: DistributedConfig) -> None:
         _wait_reachable(config)
     elif config.cluster is None:
         _check_port_free(config)
-    timeouts = dict(
-        initialization_timeout=config.init_timeout_s,
-        heartbeat_timeout_seconds=2 * config.heartbeat_timeout_s + 10,
-        shutdown_timeout_seconds=min(config.barrier_timeout_s, 60),
-    )
+    init_timeout, heartbeat = config.init_timeout_s, 2 * config.heartbeat_timeout_s + 10
+    shutdown = min(config.barrier_timeout_s, 60)
     try:
         if config.cluster is not None:
-            jax.distributed.initialize(**timeouts)
+            jax.distributed.initialize(
+                initialization_timeout=init_timeout,
+                heartbeat_timeout_seconds=heartbeat,
+                shutdown_timeout_seconds=shutdown,
+            )
         else:
             jax.distributed.initialize(
                 coordinator_address=config.coordinator,
                 num_processes=config.num_processes,
                 process_id=config.process_id,
                 coordinator_bind_address=_bind_address(config),
-                **timeouts,
+                initialization_timeout=init_timeout,
+                heartbeat_timeout_seconds=heartbeat,
+                shutdown_timeout_seconds=shutdown,
             )
     except Exception as err:  # jaxlib raises its own XlaRuntimeError
         text = str(err)
