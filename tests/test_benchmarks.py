@@ -137,7 +137,9 @@ def test_bench_devices_runs_data_parallel(tmp_path, name, argv, per_step) -> Non
     import os
 
     out = tmp_path / f"{name}-d2.json"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    # LLVM -O0: this checks what the script runs and reports, not its speed (compiles halve)
+    flags = "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
+    env = {**os.environ, "XLA_FLAGS": flags}
     common = ["--batch-size", "4", "--steps", "2", "--windows", "2", "--devices", "2"]
     done = subprocess.run(
         [
