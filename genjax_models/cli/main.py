@@ -95,8 +95,7 @@ def _report(err: BaseException) -> int:
     if isinstance(err, KeyboardInterrupt):  # before or between steps (the loop handles its own)
         print("genjax-models: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    message = str(err).splitlines()[0] if str(err) else type(err).__name__
-    print(f"genjax-models: error: {message}", file=sys.stderr)
+    print(f"genjax-models: error: {_last_error_line(err)}", file=sys.stderr)
     return getattr(err, "exit_status", EXIT_USAGE)
 
 
