@@ -7,6 +7,9 @@ from typing import Any
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
+NORMS = ("layernorm", "rmsnorm")
+MLP_ACTIVATIONS = ("relu", "gelu", "swiglu")
+REMAT_POLICIES = ("none", "minimal", "full")
 
 
 class ConfigError(ValueError):
@@ -85,6 +88,30 @@ def check_transformer_widths(config: Any) -> None:
         value = getattr(config, name)
         if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
             fail(type(config), name, value, "a float in [0, 1)")
+
+
+def check_block_options(config: Any) -> None:
+    """Options of the Transformer blocks shared by the LM and the encoder-decoder: ``norm``,
+    ``activation``, ``num_kv_heads`` (0 or a divisor of ``num_heads``), ``remat``, and the
+    booleans ``use_bias`` and ``scan_layers``."""
+    check_choice(config, "norm", NORMS)
+    check_choice(config, "activation", MLP_ACTIVATIONS)
+    check_choice(config, "remat", REMAT_POLICIES)
+    kv_heads = config.num_kv_heads
+    if not isinstance(kv_heads, int) or isinstance(kv_heads, bool) or kv_heads < 0:
+        fail(type(config), "num_kv_heads", kv_heads, "an int >= 0 (0: one per query head)")
+    if kv_heads and config.num_heads % kv_heads:
+        divisors = [d for d in range(1, config.num_heads + 1) if config.num_heads % d == 0]
+        fail(
+            type(config),
+            "num_kv_heads",
+            kv_heads,
+            f"a divisor of num_heads={config.num_heads} ({', '.join(map(str, divisors))}), "
+            f"or 0 for one KV head per query head",
+        )
+    for name in ("use_bias", "scan_layers"):
+        if not isinstance(getattr(config, name), bool):
+            fail(type(config), name, getattr(config, name), "true or false")
 
 
 def check_attention(config: Any) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from genjax_models.configs.checks import ConfigError
+from genjax_models.configs.presets import PRESETS, preset_values
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -32,14 +33,19 @@ def from_dict(cls: type[C], values: dict[str, Any]) -> C:
 def override(config: C, assignments: list[str] | tuple[str, ...]) -> C:
     """Applies ``key=value`` strings (from ``--set``) to ``config``, parsing values by field type.
 
-    Example: ``override(GANConfig(), ["base_width=32", "loss=hinge"])``.
+    Example: ``override(GANConfig(), ["base_width=32", "loss=hinge"])``. ``preset=NAME`` (configs
+    with presets, :mod:`genjax_models.configs.presets`) fills in every field not set otherwise.
     """
     fields = {f.name: f for f in dataclasses.fields(config)}
     changes: dict[str, Any] = {}
+    preset = None
     for item in assignments:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r} is not key=value (e.g. --set base_width=32)")
+        if key == "preset":
+            preset = raw
+            continue
         if key not in fields:
             raise ConfigError(
                 f"{type(config).__name__} has no field {key!r}: valid fields are "
@@ -60,17 +66,24 @@ def override(config: C, assignments: list[str] | tuple[str, ...]) -> C:
                 f"--set {key}={raw!r}: expected a value of type {type(current).__name__}"
             ) from None
         changes[key] = value
-    return dataclasses.replace(config, **changes)
+    if preset is None:
+        return dataclasses.replace(config, **changes)
+    chosen = preset_values(dataclasses.replace(config, **changes), preset)
+    return dataclasses.replace(config, **{**chosen, **changes})
 
 
 def override_all(configs: tuple[Any, ...], assignments: list[str] | tuple[str, ...]) -> tuple:
     """:func:`override` for several configs at once: each ``key=value`` goes to the config that
-    has field ``key`` (the first one, if several do); unknown keys list every valid field."""
+    has field ``key`` (the first one, if several do; ``preset`` goes to the first config with
+    presets); unknown keys list every valid field."""
     routed: list[list[str]] = [[] for _ in configs]
     for item in assignments:
         key = item.partition("=")[0]
         for index, config in enumerate(configs):
-            if key in {f.name for f in dataclasses.fields(config)}:
+            names = {f.name for f in dataclasses.fields(config)}
+            if type(config).__name__ in PRESETS:
+                names.add("preset")
+            if key in names:
                 routed[index].append(item)
                 break
         else:

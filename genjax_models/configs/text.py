@@ -7,8 +7,10 @@ import dataclasses
 
 from genjax_models.configs.checks import (
     COMPUTE_DTYPES,
+    MLP_ACTIVATIONS,
     check_adam,
     check_attention,
+    check_block_options,
     check_choice,
     check_positive_int,
     check_transformer_widths,
@@ -17,7 +19,7 @@ from genjax_models.configs.checks import (
 )
 
 POSITION_KINDS = ("sinusoidal", "learned")
-ACTIVATIONS = ("relu", "gelu")
+ACTIVATIONS = MLP_ACTIVATIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +33,15 @@ class TransformerConfig:
     embedding table (the vocabularies are shared). ``attention``: ``xla`` (any backend) or
     ``cudnn`` (cuDNN's fused flash attention in training and the uncached forward; NVIDIA GPUs,
     16-bit ``dtype``, ``attention_dropout_rate=0``); cached decoding always uses ``xla``.
+    Block options (both Transformer configs): ``norm`` ``layernorm`` | ``rmsnorm``; ``activation``
+    ``relu`` | ``gelu`` | ``swiglu`` (gated: three ``mlp_dim`` matrices instead of two);
+    ``num_kv_heads``: key/value heads of self-attention (grouped-query attention; 1 is multi-query;
+    0, the default, is one per query head), so the KV cache holds ``num_kv_heads / num_heads`` of
+    the bytes; ``use_bias``: biases in the MLP, the attention output and an untied output layer;
+    ``scan_layers``: the layer stack is one ``nn.scan`` over a block with parameters stacked on a
+    leading layer axis (``layers/...``; compile time no longer grows with depth); ``remat``:
+    ``none`` | ``minimal`` (keep the matrix-product outputs without batch dimensions, recompute
+    the rest in the backward pass) | ``full`` (keep only each block's input).
     """
 
     vocab_size: int = 259
@@ -48,6 +59,11 @@ class TransformerConfig:
     share_embeddings: bool = True
     dtype: str = "float32"
     attention: str = "xla"
+    norm: str = "layernorm"
+    num_kv_heads: int = 0
+    use_bias: bool = True
+    scan_layers: bool = False
+    remat: str = "none"
 
     def __post_init__(self) -> None:
         check_positive_int(
@@ -62,7 +78,7 @@ class TransformerConfig:
         )
         check_transformer_widths(self)
         check_choice(self, "positions", POSITION_KINDS)
-        check_choice(self, "activation", ACTIVATIONS)
+        check_block_options(self)
         check_choice(self, "dtype", COMPUTE_DTYPES)
         check_attention(self)
         if not isinstance(self.share_embeddings, bool):
@@ -72,6 +88,11 @@ class TransformerConfig:
     def head_dim(self) -> int:
         """``d_model // num_heads``."""
         return self.d_model // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads of attention: ``num_kv_heads``, or ``num_heads`` when it is 0."""
+        return self.num_kv_heads or self.num_heads
 
 
 LM_POSITION_KINDS = ("learned", "rotary", "sinusoidal")
@@ -86,7 +107,10 @@ class LMConfig:
     ``learned`` (GPT-2 table), ``rotary`` (RoPE on queries and keys, no table; needs an even
     ``d_model // num_heads``) or ``sinusoidal``. ``tie_embeddings`` reuses the input embedding as
     the output projection. Parameters are float32; ``dtype`` is the compute dtype.
-    ``attention``: ``xla`` or ``cudnn`` (as in :class:`TransformerConfig`).
+    ``attention``: ``xla`` or ``cudnn`` (as in :class:`TransformerConfig`). The block options
+    (``norm``, ``activation``, ``num_kv_heads``, ``use_bias``, ``scan_layers``, ``remat``) are
+    :class:`TransformerConfig`'s; ``--set preset=llama`` picks rmsnorm, swiglu, rotary, grouped
+    query attention and no biases (:data:`~genjax_models.configs.presets.LM_PRESETS`).
     """
 
     vocab_size: int = 259
@@ -103,6 +127,11 @@ class LMConfig:
     tie_embeddings: bool = True
     dtype: str = "float32"
     attention: str = "xla"
+    norm: str = "layernorm"
+    num_kv_heads: int = 0
+    use_bias: bool = True
+    scan_layers: bool = False
+    remat: str = "none"
 
     def __post_init__(self) -> None:
         check_positive_int(
@@ -118,11 +147,16 @@ class LMConfig:
                 f"learned or sinusoidal: rotary needs an even head dim, and d_model // num_heads "
                 f"= {self.d_model // self.num_heads}",
             )
-        check_choice(self, "activation", ACTIVATIONS)
+        check_block_options(self)
         check_choice(self, "dtype", COMPUTE_DTYPES)
         check_attention(self)
         if not isinstance(self.tie_embeddings, bool):
             fail(type(self), "tie_embeddings", self.tie_embeddings, "true or false")
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads of attention: ``num_kv_heads``, or ``num_heads`` when it is 0."""
+        return self.num_kv_heads or self.num_heads
 
 
 @dataclasses.dataclass(frozen=True)

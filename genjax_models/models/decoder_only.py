@@ -1,6 +1,6 @@
 """Decoder-only causal Transformer language model (GPT-style), built from the shared ``nn`` blocks.
 
-The same pre-LayerNorm :class:`~genjax_models.nn.blocks.TransformerBlock` as the encoder-decoder
+The same pre-norm :class:`~genjax_models.nn.blocks.TransformerBlock` as the encoder-decoder
 (``cross_attention=False``), with a causal segment mask, so packed documents never attend to each
 other. Token conventions are the encoder-decoder's (``PAD_ID = 0``, ``BOS_ID = 1``,
 ``EOS_ID = 2``): a document is its token ids followed by ``EOS``; the model reads it shifted
@@ -32,16 +32,17 @@ from genjax_models.models.transformer import (
     shift_right,
 )
 from genjax_models.nn.attention import attention_mask
-from genjax_models.nn.blocks import TransformerBlock
+from genjax_models.nn.blocks import norm_layer
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
 from genjax_models.nn.linear import Dense, attend
 from genjax_models.nn.mlp import DENSE_INIT
+from genjax_models.nn.stack import transformer_stack
 from genjax_models.validation import check_attention_backend, check_token_ids
 
 
 class CausalDecoder(nn.Module):
-    """Embeddings, ``num_layers`` causal blocks, final LayerNorm, output projection.
+    """Embeddings, ``num_layers`` causal blocks, final norm, output projection.
 
     Takes the decoder inputs themselves (``BOS`` first), not the tokens to predict.
     """
@@ -78,23 +79,19 @@ class CausalDecoder(nn.Module):
             x = x + PositionEmbedding(cfg.max_len, cfg.d_model, cfg.positions)(positions)
         x = Dropout(cfg.dropout_rate)(x.astype(dtype), deterministic=not train)
         rotary = positions if cfg.positions == "rotary" else None
-        for i in range(cfg.num_layers):
-            x = TransformerBlock(
-                cfg.num_heads,
-                cfg.mlp_dim,
-                cfg.activation,
-                cross_attention=False,
-                dtype=dtype,
-                dropout_rate=cfg.dropout_rate,
-                attention_dropout_rate=cfg.attention_dropout_rate,
-                attention=cfg.attention,
-                name=f"layer_{i}",
-            )(x, mask, deterministic=not train, decode=decode, rotary_positions=rotary)
-        x = nn.LayerNorm(dtype=jnp.float32, name="ln_final")(x).astype(dtype)
+        stack = transformer_stack(cfg, count=cfg.num_layers, cross_attention=False)
+        x = stack(x, mask, None, None, rotary, not train, decode)
+        x = norm_layer(cfg.norm, "ln_final")(x).astype(dtype)
         if cfg.tie_embeddings:  # scaled as the encoder-decoder's tied projection
             logits = attend(embed, x) / jnp.sqrt(cfg.d_model).astype(dtype)
         else:
-            logits = Dense(cfg.vocab_size, dtype=dtype, kernel_init=DENSE_INIT, name="logits")(x)
+            logits = Dense(
+                cfg.vocab_size,
+                use_bias=cfg.use_bias,
+                dtype=dtype,
+                kernel_init=DENSE_INIT,
+                name="logits",
+            )(x)
         return logits.astype(jnp.float32)
 
 
@@ -168,8 +165,8 @@ def init_lm_cache(
 
     All rows share the prompt length (``prompt_len`` may be 0). ``max_len`` positions are
     reserved: ``prompt_len + generated tokens <= max_len <= config.max_len``. Returns
-    ``{"attention": the Flax cache collection (per layer keys/values float[batch, max_len, heads,
-    head_dim] and the index), "next_logits": float32[batch, vocab] after the prompt, "primed":
+    ``{"attention": the Flax cache collection (per layer keys/values float[batch, max_len,
+    kv_heads, head_dim] and the index; scanned layers stack them on axis 1), "next_logits": float32[batch, vocab] after the prompt, "primed":
     bool[] True until the first step}``.
     """
     batch, prompt_len = prompts.shape

@@ -1,4 +1,4 @@
-"""Encoder-decoder Transformer (Vaswani et al. 2017), pre-LayerNorm, pure Flax Linen.
+"""Encoder-decoder Transformer (Vaswani et al. 2017), pre-norm, pure Flax Linen.
 
 Token conventions: ``PAD_ID = 0`` (padding, segment 0), ``BOS_ID = 1`` (first decoder input),
 ``EOS_ID = 2`` (ends every source and target). Packed rows are described by segment ids (1, 2, ...
@@ -20,11 +20,12 @@ import jax.numpy as jnp
 
 from genjax_models.configs import TransformerConfig
 from genjax_models.nn.attention import attention_mask
-from genjax_models.nn.blocks import TransformerBlock
+from genjax_models.nn.blocks import norm_layer
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
 from genjax_models.nn.linear import Dense, attend
 from genjax_models.nn.mlp import DENSE_INIT
+from genjax_models.nn.stack import transformer_stack
 from genjax_models.validation import check_attention_backend, check_same_batch, check_token_ids
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -51,27 +52,8 @@ def shift_right(targets: jax.Array, positions: jax.Array | None = None) -> jax.A
     return shifted
 
 
-def _stack(
-    config: TransformerConfig, *, cross_attention: bool, prefix: str, count: int
-) -> list[TransformerBlock]:
-    return [
-        TransformerBlock(
-            config.num_heads,
-            config.mlp_dim,
-            config.activation,
-            cross_attention=cross_attention,
-            dtype=jnp.dtype(config.dtype),
-            dropout_rate=config.dropout_rate,
-            attention_dropout_rate=config.attention_dropout_rate,
-            attention=config.attention,
-            name=f"{prefix}_{i}",
-        )
-        for i in range(count)
-    ]
-
-
 class Encoder(nn.Module):
-    """Token + position embedding, ``num_encoder_layers`` blocks, final LayerNorm."""
+    """Token + position embedding, ``num_encoder_layers`` blocks, final norm."""
 
     config: TransformerConfig
     embedding: nn.Embed | None = None
@@ -89,11 +71,9 @@ class Encoder(nn.Module):
         x = embed(inputs) + PositionEmbedding(cfg.max_len, cfg.d_model, cfg.positions)(positions)
         x = Dropout(cfg.dropout_rate)(x.astype(dtype), deterministic=not train)
         mask = attention_mask(segments, segments)
-        for block in _stack(
-            cfg, cross_attention=False, prefix="layer", count=cfg.num_encoder_layers
-        ):
-            x = block(x, mask, deterministic=not train)
-        return nn.LayerNorm(dtype=jnp.float32, name="ln_final")(x).astype(dtype)
+        stack = transformer_stack(cfg, count=cfg.num_encoder_layers, cross_attention=False)
+        x = stack(x, mask, None, None, None, not train, False)
+        return norm_layer(cfg.norm, "ln_final")(x).astype(dtype)
 
 
 class Decoder(nn.Module):
@@ -136,15 +116,19 @@ class Decoder(nn.Module):
         x = embed(decoder_inputs)
         x = x + PositionEmbedding(cfg.max_len, cfg.d_model, cfg.positions)(positions)
         x = Dropout(cfg.dropout_rate)(x.astype(dtype), deterministic=not train)
-        for block in _stack(
-            cfg, cross_attention=True, prefix="layer", count=cfg.num_decoder_layers
-        ):
-            x = block(x, self_mask, encoded, cross_mask, deterministic=not train, decode=decode)
-        x = nn.LayerNorm(dtype=jnp.float32, name="ln_final")(x).astype(dtype)
+        stack = transformer_stack(cfg, count=cfg.num_decoder_layers, cross_attention=True)
+        x = stack(x, self_mask, encoded, cross_mask, None, not train, decode)
+        x = norm_layer(cfg.norm, "ln_final")(x).astype(dtype)
         if self.embedding is not None:  # tied output projection, scaled as in Flax's WMT example
             logits = attend(self.embedding, x) / jnp.sqrt(cfg.d_model).astype(dtype)
         else:
-            logits = Dense(cfg.vocab_size, dtype=dtype, kernel_init=DENSE_INIT, name="logits")(x)
+            logits = Dense(
+                cfg.vocab_size,
+                use_bias=cfg.use_bias,
+                dtype=dtype,
+                kernel_init=DENSE_INIT,
+                name="logits",
+            )(x)
         return logits.astype(jnp.float32)
 
 
@@ -270,8 +254,9 @@ def init_decode_cache(
     """Encodes ``inputs: int32[batch, src_len]`` and builds the incremental-decoding cache.
 
     Returns the cache of the decoding contract (``genjax_models.decoding``): ``{"attention": the
-    Flax cache collection (per layer: self-attention keys/values float[batch, max_len, heads,
-    head_dim] and the index; cross-attention keys/values of the encoder output), "encoder_segments":
+    Flax cache collection (per layer: self-attention keys/values float[batch, max_len, kv_heads,
+    head_dim] and the index; cross-attention keys/values of the encoder output; scanned layers
+    stack them on axis 1, after the batch), "encoder_segments":
     int32[batch, src_len]}``. Every array with a batch axis has it first, so beam search can tile
     and reorder the cache.
     """

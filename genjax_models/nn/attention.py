@@ -7,10 +7,15 @@ examples packed into one row never see each other. Attention logits and the soft
 whatever the compute dtype. A fully masked query row (a padding query) gets uniform weights instead
 of NaN; its output is garbage by design and must be masked out of any loss.
 
+Grouped-query attention (Ainslie et al. 2023): with ``num_kv_heads`` G < ``num_heads`` H, query
+head ``h`` reads key/value head ``h // (H // G)``; G = 1 is multi-query attention (Shazeer 2019).
+Only the G key/value heads are projected and cached, so the KV cache is ``G / H`` of the bytes.
+
 Incremental decoding (``decode=True``) keeps a ``"cache"`` collection: the first call, made with
 the full-length target shape, only creates the cache (zeros, plus the cross-attention keys and
 values of the encoder output, computed once); every later call takes one token per sequence,
-writes its key/value at ``cache_index`` and attends to positions ``<= cache_index``.
+writes its key/value at ``cache_index`` (``int32[batch]``, one per row, so every cache array has
+its batch axis first, stacked layers included) and attends to positions ``<= cache_index``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from genjax_models.nn.dropout import dropout
 from genjax_models.nn.embeddings import apply_rotary
@@ -69,31 +73,67 @@ def dot_product_attention(
 
     Args:
       query: [batch, q_len, heads, head_dim] in the compute dtype.
-      key, value: [batch, k_len, heads, head_dim].
+      key, value: [batch, k_len, kv_heads, head_dim]; ``kv_heads`` divides ``heads`` (fewer:
+        grouped-query attention, query head ``h`` reads key head ``h // (heads // kv_heads)``).
       mask: bool broadcastable to [batch, heads, q_len, k_len], or None (attend everywhere).
       dropout_rate: dropout on the attention weights (needs ``dropout_rng``).
 
     Returns:
       [batch, q_len, heads, head_dim] in the dtype of ``value``.
     """
+    batch, q_len, heads, head_dim = query.shape
+    kv_heads = key.shape[2]
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads cannot share {kv_heads} key/value heads evenly")
     if implementation == "cudnn" and query.shape[1] % 2 == 0 and key.shape[1] % 2 == 0:
         if dropout_rate > 0.0 and dropout_rng is not None:
             raise ValueError("cudnn attention has no dropout: set attention_dropout_rate=0.0")
         return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation="cudnn")
-    query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+    query = query / jnp.sqrt(head_dim).astype(query.dtype)
+    grouped = kv_heads != heads
+    if grouped:  # [b, q, g, r, d]: the r query heads of group g share key/value head g
+        query = query.reshape(batch, q_len, kv_heads, heads // kv_heads, head_dim)
+        logits = jnp.einsum("bqgrd,bkgd->bgrqk", query, key, preferred_element_type=jnp.float32)
+        mask = None if mask is None else jnp.asarray(mask)[:, :, None]  # [b, 1, 1, q, k]
+    else:
+        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
     if mask is not None:
         logits = jnp.where(mask, logits, MASKED_LOGIT)
     weights = jax.nn.softmax(logits, axis=-1)
     if dropout_rate > 0.0 and dropout_rng is not None:
         weights = dropout(dropout_rng, weights, dropout_rate)
-    return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(value.dtype), value)
+    weights = weights.astype(value.dtype)
+    if grouped:
+        out = jnp.einsum("bgrqk,bkgd->bqgrd", weights, value)
+        return out.reshape(batch, q_len, heads, head_dim)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
 
 
-def _heads(num_heads: int, features: int) -> tuple[int, int]:
+def _heads(num_heads: int, features: int, num_kv_heads: int | None) -> tuple[int, int, int]:
+    """``(heads, kv_heads, head_dim)``, with one-line errors for widths that do not divide."""
     if features % num_heads:
         raise ValueError(f"features={features} is not divisible by num_heads={num_heads}")
-    return num_heads, features // num_heads
+    kv_heads = num_kv_heads or num_heads
+    if num_heads % kv_heads:
+        raise ValueError(f"num_heads={num_heads} is not divisible by num_kv_heads={kv_heads}")
+    return num_heads, kv_heads, features // num_heads
+
+
+def _projection(features: tuple[int, ...], dtype: Any, name: str) -> nn.Module:
+    return DenseGeneral(
+        features, use_bias=False, dtype=dtype, kernel_init=ATTENTION_INIT, name=name
+    )
+
+
+def _output(features: int, use_bias: bool, dtype: Any) -> nn.Module:
+    return DenseGeneral(
+        features,
+        axis=(-2, -1),
+        use_bias=use_bias,
+        dtype=dtype,
+        kernel_init=ATTENTION_INIT,
+        name="out",
+    )
 
 
 class SelfAttention(nn.Module):
@@ -101,7 +141,9 @@ class SelfAttention(nn.Module):
 
     The query/key/value projections have no bias (as in T5 and PaLM): a key bias only adds a
     per-query constant to the logits, which the softmax ignores, so its gradient is pure round-off
-    that Adam would amplify into full-size updates. The output projection has a bias.
+    that Adam would amplify into full-size updates. The output projection has a bias unless
+    ``use_bias=False``. With ``num_kv_heads`` below ``num_heads`` the projections are ``query``
+    ``[features, heads, head_dim]`` and ``key_value`` ``[features, 2, kv_heads, head_dim]``.
 
     Attributes:
       num_heads: number of heads; the feature size must be divisible by it.
@@ -109,12 +151,16 @@ class SelfAttention(nn.Module):
       dropout_rate: dropout on the attention weights.
       implementation: ``xla`` or ``cudnn`` (:func:`dot_product_attention`); cached decoding
         always uses ``xla``.
+      num_kv_heads: key/value heads (a divisor of ``num_heads``); None for ``num_heads``.
+      use_bias: bias on the output projection.
     """
 
     num_heads: int
     dtype: Any = jnp.float32
     dropout_rate: float = 0.0
     implementation: str = "xla"
+    num_kv_heads: int | None = None
+    use_bias: bool = True
 
     @nn.compact
     def __call__(
@@ -134,15 +180,14 @@ class SelfAttention(nn.Module):
         cache stores the keys.
         """
         features = x.shape[-1]
-        heads, head_dim = _heads(self.num_heads, features)
-        qkv = DenseGeneral(
-            (3, heads, head_dim),
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=ATTENTION_INIT,
-            name="qkv",
-        )(x)  # (B, L, 3, H, Dh)
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        heads, kv_heads, head_dim = _heads(self.num_heads, features, self.num_kv_heads)
+        if kv_heads == heads:
+            qkv = _projection((3, heads, head_dim), self.dtype, "qkv")(x)  # (B, L, 3, H, Dh)
+            query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        else:
+            query = _projection((heads, head_dim), self.dtype, "query")(x)  # (B, L, H, Dh)
+            key_value = _projection((2, kv_heads, head_dim), self.dtype, "key_value")(x)
+            key, value = key_value[:, :, 0], key_value[:, :, 1]  # (B, L, G, Dh)
         if rotary_positions is not None:
             query = apply_rotary(query, rotary_positions)
             key = apply_rotary(key, rotary_positions)
@@ -160,9 +205,7 @@ class SelfAttention(nn.Module):
             dropout_rng=dropout_rng,
             implementation="xla" if decode else self.implementation,
         )
-        return DenseGeneral(
-            features, axis=(-2, -1), dtype=self.dtype, kernel_init=ATTENTION_INIT, name="out"
-        )(out)
+        return _output(features, self.use_bias, self.dtype)(out)
 
     def _update_cache(
         self, key: jax.Array, value: jax.Array, mask: jax.Array | None
@@ -170,22 +213,25 @@ class SelfAttention(nn.Module):
         initialised = self.has_variable("cache", "cached_key")
         cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
         cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
-        index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+        batch = key.shape[0]
+        index = self.variable("cache", "cache_index", jnp.zeros, (batch,), jnp.int32)
         if not initialised:  # the cache-creating call: plain attention over the given tokens
             return key, value, mask
         if key.shape[1] != 1:
             raise ValueError(f"cached decoding takes one token per call, got length {key.shape[1]}")
-        i = index.value
-        cached_key.value = lax.dynamic_update_slice(cached_key.value, key, (0, i, 0, 0))
-        cached_value.value = lax.dynamic_update_slice(cached_value.value, value, (0, i, 0, 0))
+        i = index.value  # int32[batch]
+        rows = jnp.arange(batch)
+        cached_key.value = cached_key.value.at[rows, i].set(key[:, 0])
+        cached_value.value = cached_value.value.at[rows, i].set(value[:, 0])
         index.value = i + 1
         max_len = cached_key.value.shape[1]
-        step_mask = (jnp.arange(max_len) <= i)[None, None, None, :]  # (1, 1, 1, max_len)
-        return cached_key.value, cached_value.value, step_mask
+        step_mask = jnp.arange(max_len)[None, :] <= i[:, None]  # (B, max_len)
+        return cached_key.value, cached_value.value, step_mask[:, None, None, :]
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention from decoder queries to the encoder output.
+    """Multi-head attention from decoder queries to the encoder output (``num_kv_heads`` and
+    ``use_bias`` as in :class:`SelfAttention`).
 
     In decode mode the projected encoder keys/values are computed once, by the cache-creating
     call, and read from the ``"cache"`` collection afterwards (``encoded`` may then be None).
@@ -195,6 +241,8 @@ class CrossAttention(nn.Module):
     dtype: Any = jnp.float32
     dropout_rate: float = 0.0
     implementation: str = "xla"
+    num_kv_heads: int | None = None
+    use_bias: bool = True
 
     @nn.compact
     def __call__(
@@ -208,21 +256,9 @@ class CrossAttention(nn.Module):
     ) -> jax.Array:
         """``x: [batch, q_len, features]``, ``encoded: [batch, k_len, features]`` -> like ``x``."""
         features = x.shape[-1]
-        heads, head_dim = _heads(self.num_heads, features)
-        query = DenseGeneral(
-            (heads, head_dim),
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=ATTENTION_INIT,
-            name="query",
-        )(x)
-        project = DenseGeneral(
-            (2, heads, head_dim),
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=ATTENTION_INIT,
-            name="key_value",
-        )
+        heads, kv_heads, head_dim = _heads(self.num_heads, features, self.num_kv_heads)
+        query = _projection((heads, head_dim), self.dtype, "query")(x)
+        project = _projection((2, kv_heads, head_dim), self.dtype, "key_value")
         if decode and self.has_variable("cache", "cross_key_value"):
             key_value = self.get_variable("cache", "cross_key_value")
         else:
@@ -243,6 +279,4 @@ class CrossAttention(nn.Module):
             dropout_rng=dropout_rng,
             implementation="xla" if decode else self.implementation,
         )
-        return DenseGeneral(
-            features, axis=(-2, -1), dtype=self.dtype, kernel_init=ATTENTION_INIT, name="out"
-        )(out)
+        return _output(features, self.use_bias, self.dtype)(out)

@@ -1,4 +1,4 @@
-"""The pre-LayerNorm Transformer layer shared by the encoder, the decoder and decoder-only LMs."""
+"""The pre-norm Transformer layer shared by the encoder, the decoder and decoder-only LMs."""
 
 from __future__ import annotations
 
@@ -12,19 +12,34 @@ from genjax_models.nn.attention import CrossAttention, SelfAttention
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.mlp import MlpBlock
 
+NORM_LAYERS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
+"""``norm`` name -> Flax module: LayerNorm (scale and bias) or RMSNorm (scale only, Llama)."""
+
+
+def norm_layer(kind: str, name: str) -> nn.Module:
+    """The float32 normalisation layer ``kind`` (``layernorm`` | ``rmsnorm``) named ``name``."""
+    if kind not in NORM_LAYERS:
+        raise ValueError(f"norm={kind!r}: expected one of {', '.join(NORM_LAYERS)}")
+    return NORM_LAYERS[kind](dtype=jnp.float32, name=name)
+
 
 class TransformerBlock(nn.Module):
-    """``x + Attn(LN(x))``, optionally ``+ CrossAttn(LN(x), encoded)``, then ``+ MLP(LN(x))``.
+    """``x + Attn(N(x))``, optionally ``+ CrossAttn(N(x), encoded)``, then ``+ MLP(N(x))``.
 
-    Residual branches get dropout before they are added. LayerNorm runs in float32.
+    Residual branches get dropout before they are added. The norms ``N`` run in float32.
 
     Attributes:
-      num_heads, mlp_dim, activation: layer shape.
+      num_heads, mlp_dim, activation: layer shape (``activation``: relu | gelu | swiglu).
       cross_attention: add encoder-decoder attention (decoder layers of an encoder-decoder).
       dtype: compute dtype; params are float32.
       dropout_rate: residual and MLP dropout.
       attention_dropout_rate: dropout on attention weights.
       attention: ``xla`` or ``cudnn`` (see :func:`~genjax_models.nn.attention.dot_product_attention`).
+      num_kv_heads: key/value heads of both attentions (None: one per query head).
+      norm: ``layernorm`` or ``rmsnorm``.
+      use_bias: biases on the MLP and the attention output projections.
+      scan_carry: return ``(x, None)`` instead of ``x``, the carry and output of ``nn.scan``
+        (:mod:`genjax_models.nn.stack`).
     """
 
     num_heads: int
@@ -35,6 +50,10 @@ class TransformerBlock(nn.Module):
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
     attention: str = "xla"
+    num_kv_heads: int | None = None
+    norm: str = "layernorm"
+    use_bias: bool = True
+    scan_carry: bool = False
 
     @nn.compact
     def __call__(
@@ -43,37 +62,41 @@ class TransformerBlock(nn.Module):
         self_mask: jax.Array | None,
         encoded: jax.Array | None = None,
         cross_mask: jax.Array | None = None,
-        *,
+        rotary_positions: jax.Array | None = None,
         deterministic: bool = True,
         decode: bool = False,
-        rotary_positions: jax.Array | None = None,
-    ) -> jax.Array:
+    ) -> Any:
         """``x: [batch, length, features]`` -> same shape, in the compute dtype.
+
+        Every argument may be positional (``nn.remat`` makes ``deterministic`` and ``decode``,
+        arguments 6 and 7 counting ``self``, static).
 
         Args:
           self_mask: bool[batch, 1, length, length] (see ``attention_mask``).
           encoded: [batch, src_len, features] encoder output (cross-attention layers only).
           cross_mask: bool[batch, 1, length, src_len].
-          decode: incremental decoding with the ``"cache"`` collection.
           rotary_positions: int32[batch, length]: rotary position embedding of the
             self-attention queries and keys (decoder-only LMs); None for none.
+          deterministic: no dropout.
+          decode: incremental decoding with the ``"cache"`` collection.
         """
 
         def residual(branch: jax.Array) -> jax.Array:
             return Dropout(self.dropout_rate)(branch, deterministic=deterministic)
 
-        def norm(name: str) -> jax.Array:
-            return nn.LayerNorm(dtype=jnp.float32, name=name)(x).astype(self.dtype)
+        def normed(name: str) -> jax.Array:
+            return norm_layer(self.norm, name)(x).astype(self.dtype)
 
+        attention_options = {
+            "dtype": self.dtype,
+            "dropout_rate": self.attention_dropout_rate,
+            "implementation": self.attention,
+            "num_kv_heads": self.num_kv_heads,
+            "use_bias": self.use_bias,
+        }
         x = x + residual(
-            SelfAttention(
-                self.num_heads,
-                self.dtype,
-                self.attention_dropout_rate,
-                self.attention,
-                name="self_attention",
-            )(
-                norm("ln_self"),
+            SelfAttention(self.num_heads, name="self_attention", **attention_options)(
+                normed("ln_self"),
                 self_mask,
                 deterministic=deterministic,
                 decode=decode,
@@ -82,13 +105,21 @@ class TransformerBlock(nn.Module):
         )
         if self.cross_attention:
             x = x + residual(
-                CrossAttention(
-                    self.num_heads,
-                    self.dtype,
-                    self.attention_dropout_rate,
-                    self.attention,
-                    name="cross_attention",
-                )(norm("ln_cross"), encoded, cross_mask, deterministic=deterministic, decode=decode)
+                CrossAttention(self.num_heads, name="cross_attention", **attention_options)(
+                    normed("ln_cross"),
+                    encoded,
+                    cross_mask,
+                    deterministic=deterministic,
+                    decode=decode,
+                )
             )
-        mlp = MlpBlock(self.mlp_dim, self.activation, self.dtype, self.dropout_rate, name="mlp")
-        return x + residual(mlp(norm("ln_mlp"), deterministic=deterministic))
+        mlp = MlpBlock(
+            self.mlp_dim,
+            self.activation,
+            self.dtype,
+            self.dropout_rate,
+            use_bias=self.use_bias,
+            name="mlp",
+        )
+        x = x + residual(mlp(normed("ln_mlp"), deterministic=deterministic))
+        return (x, None) if self.scan_carry else x

@@ -11,24 +11,30 @@ import jax.numpy as jnp
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.linear import Dense
 
-ACTIVATION_FUNCTIONS = {"relu": nn.relu, "gelu": nn.gelu}
+ACTIVATION_FUNCTIONS = {"relu": nn.relu, "gelu": nn.gelu, "swiglu": nn.silu}
+"""The MLP's nonlinearity; ``swiglu`` is SiLU on a gate, multiplied by a second projection."""
 DENSE_INIT = nn.initializers.xavier_uniform()
 
 
 class MlpBlock(nn.Module):
     """``Dense(mlp_dim) -> activation -> dropout -> Dense(features)``.
 
+    ``swiglu`` (Shazeer 2020, Llama) is gated: ``silu(x @ wi_gate) * (x @ wi_up)`` replaces
+    ``activation(x @ wi)``, three ``mlp_dim`` matrices instead of two.
+
     Attributes:
       mlp_dim: hidden width (4x the model width in the original Transformer).
-      activation: ``"relu"`` (Vaswani et al.) or ``"gelu"`` (GPT/BERT).
+      activation: ``"relu"`` (Vaswani et al.), ``"gelu"`` (GPT/BERT) or ``"swiglu"`` (Llama).
       dtype: compute dtype; params are float32.
       dropout_rate: dropout after the activation.
+      use_bias: biases on the dense layers (Llama has none).
     """
 
     mlp_dim: int
     activation: str = "relu"
     dtype: Any = jnp.float32
     dropout_rate: float = 0.0
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
@@ -38,7 +44,15 @@ class MlpBlock(nn.Module):
                 f"activation={self.activation!r}: expected one of {', '.join(ACTIVATION_FUNCTIONS)}"
             )
         features = x.shape[-1]
-        h = Dense(self.mlp_dim, dtype=self.dtype, kernel_init=DENSE_INIT, name="wi")(x)
-        h = ACTIVATION_FUNCTIONS[self.activation](h)
+
+        def dense(width: int, name: str) -> nn.Module:
+            return Dense(
+                width, use_bias=self.use_bias, dtype=self.dtype, kernel_init=DENSE_INIT, name=name
+            )
+
+        if self.activation == "swiglu":
+            h = nn.silu(dense(self.mlp_dim, "wi_gate")(x)) * dense(self.mlp_dim, "wi_up")(x)
+        else:
+            h = ACTIVATION_FUNCTIONS[self.activation](dense(self.mlp_dim, "wi")(x))
         h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
-        return Dense(features, dtype=self.dtype, kernel_init=DENSE_INIT, name="wo")(h)
+        return dense(features, "wo")(h)

@@ -5,6 +5,9 @@ Parameters are matched by name (their path in the params tree, e.g.
 is loaded; one only in the new model keeps its fresh initialisation; one only in the checkpoint
 is unused. The same name with different shapes is an error (the configs disagree), never
 silently skipped. Optimizer state is never loaded: fine-tuning starts a fresh optimizer.
+A checkpoint of unrolled layers (``layer_0``, ``layer_1``, ...) loads into a model with
+``scan_layers=True`` (one stacked ``layers`` subtree) and the reverse: the source is restacked
+first (:func:`~genjax_models.nn.stack.stack_layers`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from genjax_models.nn.stack import stack_layers, unstack_layers
 from genjax_models.runs.execution import checkpointer_for
 from genjax_models.runs.workdir import has_checkpoints, read_run
 
@@ -73,12 +77,30 @@ def _flatten(tree: PyTree) -> dict[str, Any]:
     return {"/".join(str(getattr(k, "key", k)) for k in path): leaf for path, leaf in leaves}
 
 
+def _has_scanned_layers(tree: PyTree) -> bool:
+    if not isinstance(tree, dict):
+        return False
+    return "layers" in tree or any(_has_scanned_layers(value) for value in tree.values())
+
+
+def match_layer_layout(target: PyTree, source: PyTree) -> PyTree:
+    """``source`` restacked to ``target``'s layer layout (scanned ``layers`` or unrolled
+    ``layer_i``), unchanged where the two already agree."""
+    scanned_target, scanned_source = _has_scanned_layers(target), _has_scanned_layers(source)
+    if scanned_target and not scanned_source:
+        return stack_layers(source)
+    if scanned_source and not scanned_target:
+        return unstack_layers(source)
+    return source
+
+
 def merge_matching_params(target: PyTree, source: PyTree) -> tuple[PyTree, RestoreReport]:
     """``target`` with every leaf whose name and shape are also in ``source`` replaced by it.
 
     Args:
       target: the freshly initialised params (nested dicts of arrays).
-      source: params from a checkpoint (nested dicts of arrays), any model.
+      source: params from a checkpoint (nested dicts of arrays), any model, its layers scanned
+        or not.
 
     Returns:
       ``(params, report)``: params with ``target``'s structure and dtypes.
@@ -86,7 +108,7 @@ def merge_matching_params(target: PyTree, source: PyTree) -> tuple[PyTree, Resto
     Raises:
       ParameterShapeError: a name in both with different shapes (one line, naming it).
     """
-    sources, targets = _flatten(source), _flatten(target)
+    sources, targets = _flatten(match_layer_layout(target, source)), _flatten(target)
     loaded, missing = [], []
     for name, leaf in targets.items():
         if name not in sources:
