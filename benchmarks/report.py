@@ -20,12 +20,12 @@ BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 
 def load_results(directory: str = os.path.join(HERE, "results")) -> list[dict]:
-    """Every training/decoding benchmark JSON (not the data-parallel sweep), sorted by name."""
+    """Every training/decoding/blocks benchmark JSON (not the data-parallel sweep), by name."""
     results = []
     for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
         with open(path) as f:
             result = json.load(f)
-        if result.get("benchmark") in ("gan", "seq2seq", "lm", "decode"):
+        if result.get("benchmark") in ("gan", "seq2seq", "lm", "decode", "blocks"):
             results.append({**result, "file": os.path.basename(path)})
     return results
 
@@ -76,7 +76,7 @@ def markdown(results: list[dict]) -> str:
         "| device | model | dtype | JAX throughput | MFU | JAX / PyTorch | command |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in (r for r in results if r["benchmark"] != "decode"):
+    for r in (r for r in results if r["benchmark"] not in ("decode", "blocks")):
         mfu = r.get("mfu", r.get("fraction_of_matmul_flops"))
         ratio = r.get("jax_over_torch")
         lines.append(
@@ -98,7 +98,56 @@ def markdown(results: list[dict]) -> str:
                     f"{row['cached']['tokens_per_sec']:,.0f} | {row['uncached']['tokens_per_sec']:,.0f} | "
                     f"{row['speedup']:.1f}x | `{_command(r)}` |"
                 )
+    for r in (r for r in results if r["benchmark"] == "blocks"):
+        lines += blocks_tables(r)
     return "\n".join(lines) + "\n"
+
+
+def blocks_tables(r: dict) -> list[str]:
+    """The tables of one ``bench_blocks.py`` result: compile time vs depth, remat policies,
+    KV-cache bytes (each section present in the JSON)."""
+    lines: list[str] = []
+    command = _command(r)
+    if "compile" in r:
+        lines += [
+            "",
+            "| device | LM step compile | layers | seconds | vs shallowest | command |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in r["compile"]:
+            stack = "scanned" if row["scan_layers"] else "unrolled"
+            lines.append(
+                f"| {_device(r)} | {stack} | {row['num_layers']} | {row['compile_seconds']:.2f} | "
+                f"{row['vs_shallowest']:.2f}x | `{command}` |"
+            )
+    if "remat" in r:
+        length = r["remat_config"]["length"]
+        lines += [
+            "",
+            f"| device | LM at length {length}: remat | stack | temporary memory | vs none "
+            "| steps/s | vs none | command |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in r["remat"]:
+            stack = "scanned" if row["scan_layers"] else "unrolled"
+            lines.append(
+                f"| {_device(r)} | {row['remat']} | {stack} | {row['temp_bytes'] / 2**20:,.0f} MiB | "
+                f"{row['temp_vs_none']:.2f}x | {row['steps_per_sec']:.3f} | "
+                f"{row['speed_vs_none']:.2f}x | `{command}` |"
+            )
+    if "kv_cache" in r:
+        lines += [
+            "",
+            "| device | KV cache, 8 query heads | KV heads | bytes | vs multi-head | command |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in r["kv_cache"]:
+            kind = {8: "multi-head", 1: "multi-query"}.get(row["num_kv_heads"], "grouped-query")
+            lines.append(
+                f"| {_device(r)} | {kind} | {row['num_kv_heads']} | "
+                f"{row['kv_cache_bytes'] / 2**20:,.0f} MiB | {row['vs_multi_head']:.3f}x | `{command}` |"
+            )
+    return lines
 
 
 def table_block(text: str) -> str:

@@ -72,6 +72,26 @@ def test_bench_lm_tiny(bench, tmp_path) -> None:
     assert result["generate_tokens_per_sec"] > 0
 
 
+def test_bench_blocks_tiny(bench, tmp_path) -> None:
+    """Compile rows per depth and stack, a remat row per policy and stack, and KV-cache bytes in
+    exact proportion to the KV heads (8 query heads: 8, 4, 2, 1 KV heads)."""
+    out = tmp_path / "blocks.json"
+    argv = ["--depths", "1,2", "--remat-length", "32", "--remat-batch", "2", "--steps", "1"]
+    result = bench("bench_blocks").main([*argv, "--windows", "1", "--out", str(out)])
+    assert json.loads(out.read_text())["benchmark"] == "blocks"
+    assert [(r["scan_layers"], r["num_layers"]) for r in result["compile"]] == [
+        (False, 1), (False, 2), (True, 1), (True, 2)
+    ]  # fmt: skip
+    assert all(r["compile_seconds"] > 0 for r in result["compile"])
+    assert [(r["scan_layers"], r["remat"]) for r in result["remat"]] == [
+        (scan, policy) for scan in (True, False) for policy in ("none", "minimal", "full")
+    ]
+    assert all(r["temp_bytes"] > 0 and r["steps_per_sec"] > 0 for r in result["remat"])
+    assert [r["vs_multi_head"] for r in result["kv_cache"]] == [1.0, 0.5, 0.25, 0.125]
+    # 4 layers x (keys + values) x batch 8 x 1024 positions x 64 dims per head, float32
+    assert result["kv_cache"][0]["kv_cache_bytes"] == 4 * 2 * 8 * 1024 * 8 * 64 * 4
+
+
 def test_report_renders_every_committed_result(bench) -> None:
     """Every JSON under benchmarks/results/ becomes a table row (GPU rows with both MFUs)."""
     report = bench("report")
@@ -79,9 +99,13 @@ def test_report_renders_every_committed_result(bench) -> None:
     table = report.markdown(results)
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     decode_rows = sum(len(r["results"]) for r in results if r["benchmark"] == "decode")
-    assert len(rows) == len(results) - sum(r["benchmark"] == "decode" for r in results) + (
-        decode_rows + 2
-    )  # + the two header rows
+    blocks = [r for r in results if r["benchmark"] == "blocks"]
+    blocks_rows = sum(
+        len(r[s]) + 1 for r in blocks for s in ("compile", "remat", "kv_cache") if s in r
+    )
+    training = sum(r["benchmark"] not in ("decode", "blocks") for r in results)
+    assert len(rows) == training + decode_rows + 2 + blocks_rows  # + headers (one per table)
+    assert blocks, "benchmarks/results/ holds a bench_blocks.py result"
     # every GPU training row: MFU against the data sheet and (in brackets) the measured GEMM
     gpu_training_rows = [r for r in rows if r.startswith("| NVIDIA") and "steps/s" in r]
     training_gpu = [r for r in results if r["platform"] == "gpu" and r["benchmark"] != "decode"]
@@ -175,6 +199,8 @@ def test_bench_flag_errors_are_one_line_before_any_work() -> None:
         (["seq2seq", "--steps", "0"], "argument --steps: '0' is invalid: expected an integer >= 1"),
         (["decode", "--beam-size", "0"], "argument --beam-size: '0' is invalid"),
         (["lm", "--size", "huge"], "argument --size: invalid choice: 'huge'"),
+        (["blocks", "--sections", "speed"], "--sections speed: expected some of"),
+        (["blocks", "--depths", "2,x"], "--depths '2,x': expected comma-separated integers"),
     ]:
         done = subprocess.run(
             [sys.executable, "-m", "genjax_models.cli", "bench", *argv],

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "profile": "profile_step.py",
     "gemm": "gemm_shapes.py",
     "parallel": "bench_parallel.py",
+    "blocks": "bench_blocks.py",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -42,6 +43,60 @@ def lm_workdir(cli, python_docs_data_dir, tmp_path_factory) -> Path:
     return workdir
 
 
+LLAMA_FLAGS = (
+    "--set", "preset=llama", "--set", "d_model=64", "--set", "num_heads=4", "--set", "num_layers=2",
+    "--set", "max_len=64", "--set", "dropout_rate=0", "--set", "learning_rate=3e-3",
+    "--set", "warmup_steps=100", "--set", "scan_layers=true", "--set", "remat=minimal",
+    "--batch-size", "16",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def llama_workdir(cli, python_docs_data_dir, tmp_path_factory) -> Path:
+    """A 300-step Llama-shaped LM (``--set preset=llama``, scanned, minimal remat) on python_docs."""
+    del python_docs_data_dir
+    workdir = tmp_path_factory.mktemp("llama") / "run"
+    done = cli(
+        "train", "lm", "--dataset", "python_docs", "--workdir", str(workdir), "--steps", "300",
+        "--log-every", "100", "--sample-every", "150", "--checkpoint-every", "300", *LLAMA_FLAGS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_llama_preset_trains_a_scanned_gqa_swiglu_rmsnorm_lm(llama_workdir) -> None:
+    """The preset fills what the user left unset (the SwiGLU width from d_model 64, one KV head
+    for 4 query heads), the layers are one scanned stack without biases, and it learns."""
+    run = load_lm(str(llama_workdir))
+    config = dataclasses.asdict(run.config)
+    assert {k: config[k] for k in ("norm", "activation", "positions", "num_kv_heads")} == {
+        "norm": "rmsnorm", "activation": "swiglu", "positions": "rotary", "num_kv_heads": 1
+    }  # fmt: skip
+    assert config["use_bias"] is False and config["mlp_dim"] == 192 and config["scan_layers"]
+    params = run.state.params["decoder"]
+    layers = params["layers"]
+    assert jax.tree.leaves(layers)[0].shape[0] == 2 and not any(
+        k.startswith("layer_") for k in params
+    )
+    names = [
+        "/".join(str(k.key) for k in path)
+        for path, _ in jax.tree_util.tree_leaves_with_path(layers)
+    ]
+    assert not [n for n in names if n.endswith("bias")], names
+    assert layers["self_attention"]["key_value"]["kernel"].shape == (
+        2,
+        64,
+        2,
+        1,
+        16,
+    )  # (layers, d, k|v, G, Dh)
+    rows = _validation_rows(llama_workdir)
+    assert (
+        rows[300]["nll"] < 0.8 * run.info["unigram_entropy"] and rows[300]["nll"] < rows[150]["nll"]
+    )
+
+
 @pytest.mark.slow
 def test_tiny_lm_lowers_validation_loss_well_below_the_unigram_entropy(lm_workdir) -> None:
     info = json.loads((lm_workdir / "run.json").read_text())["info"]
@@ -61,7 +116,9 @@ def test_tiny_lm_lowers_validation_loss_well_below_the_unigram_entropy(lm_workdi
 
 
 @pytest.mark.slow
-def test_generate_cli_greedy_equals_the_uncached_model(cli, lm_workdir) -> None:
+@pytest.mark.parametrize("run", ["lm_workdir", "llama_workdir"])
+def test_generate_cli_greedy_equals_the_uncached_model(cli, run, request) -> None:
+    lm_workdir = request.getfixturevalue(run)
     args = ("generate", "--workdir", str(lm_workdir), "--prompt", PROMPT, "--max-new", "40")
     greedy = cli(*args, "--temperature", "0")
     assert greedy.returncode == 0, greedy.stderr[-3000:]
