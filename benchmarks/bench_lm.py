@@ -1,11 +1,14 @@
 """Decoder-only causal LM training throughput and MFU, and cached sampling speed.
 
     python benchmarks/bench_lm.py [--size small|base] [--dtype float32|bfloat16]
-        [--batch-size 16] [--length 256] [--steps 5] [--windows 5] [--generate 128]
+        [--batch-size 16] [--length 256] [--steps 5] [--windows 5] [--generate 128] [--no-torch]
 
-Synthetic token rows (no data pipeline, no TensorFlow). Writes
+Synthetic token rows (no data pipeline, no TensorFlow). With torch installed (``.[bench]``) the
+same step of the PyTorch reference (``torch_reference/lm.py``: the same LM, nanoGPT-like, with
+``F.scaled_dot_product_attention``) is timed in the same process, windows alternating, for a
+JAX/PyTorch ratio (on the GPU when JAX runs on one). Writes
 ``benchmarks/results/lm-<size>-<dtype>-<platform>-<date>.json`` with device, versions, config,
-compile time, steps/s, tokens/s, analytic and XLA FLOPs per step, MFU against the data-sheet peak
+compile time, steps/s, tokens/s, the PyTorch steps/s and the ratio, analytic and XLA FLOPs per step, MFU against the data-sheet peak
 (accelerators) or a 2048^3 matmul measured in the same run (CPU), peak device memory where
 reported, recompilations after warm-up, and greedy KV-cache generation tokens/s.
 """
@@ -33,11 +36,11 @@ from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    TORCH_WARMUP_STEPS,
     Prepared,
     add_devices_flag,
     argument_parser,
     check_devices,
-    compare_windows,
     device_facts,
     devices_tag,
     measured_gemm,
@@ -45,6 +48,9 @@ from common import (  # noqa: E402
     peak_memory_bytes,
     positive_int,
     prepare_train_step,
+    time_against_torch,
+    torch_device,
+    torch_facts,
     write_result,
 )
 
@@ -82,6 +88,30 @@ def prepare_jax(config: LMConfig, batch: dict, devices: int | None = None) -> Pr
         }
 
     return dataclasses.replace(prepared, facts=facts)
+
+
+def prepare_torch(config: LMConfig, batch: dict) -> Prepared | None:
+    """The PyTorch reference's warmed-up training step on ``batch`` (None without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from torch_reference.lm import make_step
+
+    torch.manual_seed(0)
+    device = torch_device(torch)
+    compute_dtype = None if config.dtype == "float32" else getattr(torch, config.dtype)
+    step, _ = make_step(config, device=device, compute_dtype=compute_dtype)
+    inputs = torch.from_numpy(batch["inputs"].astype(np.int64)).to(device)
+    for _ in range(TORCH_WARMUP_STEPS):
+        step(inputs)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            loss = step(inputs)
+        float(loss)
+
+    return Prepared(run, lambda: torch_facts(torch, device))
 
 
 def generation_tokens_per_sec(model, params, batch: int, new_tokens: int) -> float:
@@ -123,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--attention", choices=["xla", "cudnn"], default="xla", help="LMConfig.attention"
     )
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     add_devices_flag(parser)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -137,8 +168,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     facts = device_facts()
     batch = synthetic_rows(args.batch_size, args.length, config.vocab_size)
-    (timing,) = compare_windows(
-        [prepare_jax(config, batch, args.devices)], args.steps, args.windows
+    timing, reference = time_against_torch(
+        prepare_jax(config, batch, args.devices),
+        None if args.no_torch or args.devices else prepare_torch(config, batch),
+        args.steps,
+        args.windows,
     )
     params = timing.pop("params")
     parameters = timing.pop("parameters")
@@ -167,6 +201,10 @@ def main(argv: list[str] | None = None) -> dict:
         "mfu": None if not peak else achieved / peak,
         "measured_gemm": gemm,
         "generate_tokens_per_sec": generate,
+        "torch": reference,
+        "jax_over_torch": None
+        if reference is None
+        else timing["steps_per_sec"] / reference["steps_per_sec"],
     }
     print(
         f"LM {args.size} ({result['parameters'] / 1e6:.1f}M params, {args.dtype}), batch "
@@ -176,6 +214,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"train: {timing['steps_per_sec']:.2f} steps/s, {result['tokens_per_sec']:.0f} tokens/s, "
         f"compile {timing['compile_seconds']:.1f} s, recompilations {timing['recompilations_after_warmup']}"
     )
+    if reference is not None:
+        print(
+            f"PyTorch {reference['torch_version']}: {reference['steps_per_sec']:.2f} steps/s; "
+            f"JAX / PyTorch throughput: {result['jax_over_torch']:.2f}x"
+        )
     if peak:
         print(
             f"model FLOPs/step {flops / 1e9:.1f} G (XLA {timing['xla_flops_per_step'] / 1e9:.1f} G); MFU "

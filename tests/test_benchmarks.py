@@ -211,3 +211,25 @@ def test_bench_flag_errors_are_one_line_before_any_work() -> None:
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1, (argv, done.stderr[-2000:])
         assert lines[0].startswith("genjax-models: error: ") and needle in lines[0], lines
+
+
+def test_torch_lm_reference_is_the_same_model(bench) -> None:
+    """The PyTorch LM has the JAX LM's parameter count and refuses configs it does not build."""
+    pytest.importorskip("torch")
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from genjax_models.configs import LMConfig
+    from genjax_models.models.decoder_only import make_lm
+
+    make_step = bench("torch_reference.lm").make_step
+    config = LMConfig(d_model=32, num_heads=2, num_layers=2, mlp_dim=64, max_len=16)
+    _, model = make_step(config)
+    params = make_lm(config).init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        x.size for x in jax.tree.leaves(params)
+    )
+    with pytest.raises(ValueError, match="norm='rmsnorm': the PyTorch reference implements only"):
+        make_step(dataclasses.replace(config, norm="rmsnorm"))

@@ -54,15 +54,19 @@ class Attention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, length, -1))
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": lambda: nn.GELU(approximate="tanh")}
+"""MLP activations by config name (``gelu`` is the tanh approximation, as ``flax.linen.gelu``)."""
+
+
 class Block(nn.Module):
-    def __init__(self, d, heads, mlp, dropout, attention_dropout, cross):
+    def __init__(self, d, heads, mlp, dropout, attention_dropout, cross, activation="relu"):
         super().__init__()
         self.ln_self, self.ln_mlp = nn.LayerNorm(d), nn.LayerNorm(d)
         self.self_attention = Attention(d, heads, attention_dropout, cross=False)
         self.cross_attention = Attention(d, heads, attention_dropout, cross=True) if cross else None
         self.ln_cross = nn.LayerNorm(d) if cross else None
         self.mlp = nn.Sequential(
-            nn.Linear(d, mlp), nn.ReLU(), nn.Dropout(dropout), nn.Linear(mlp, d)
+            nn.Linear(d, mlp), ACTIVATIONS[activation](), nn.Dropout(dropout), nn.Linear(mlp, d)
         )
         self.drop = nn.Dropout(dropout)
 
@@ -109,6 +113,16 @@ REFERENCE_SETTINGS = {"positions": "sinusoidal", "activation": "relu", "share_em
 """What this reference implements of a ``TransformerConfig``; :func:`make_step` refuses others."""
 
 
+def check_settings(config, settings: dict) -> None:
+    """A ``ValueError`` naming the first field of ``config`` that differs from ``settings``."""
+    for name, value in settings.items():
+        if getattr(config, name) != value:
+            raise ValueError(
+                f"{name}={getattr(config, name)!r}: the PyTorch reference implements only "
+                f"{name}={value!r}; pass --no-torch to benchmark this config without it"
+            )
+
+
 def make_step(
     config,
     lr: float = 1e-3,
@@ -120,12 +134,7 @@ def make_step(
     on ``device``; ``compute_dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast.
     Label smoothing is the config's; a config the reference does not implement
     (:data:`REFERENCE_SETTINGS`) is a ``ValueError`` rather than a silently different model."""
-    for name, value in REFERENCE_SETTINGS.items():
-        if getattr(config, name) != value:
-            raise ValueError(
-                f"{name}={getattr(config, name)!r}: the PyTorch reference implements only "
-                f"{name}={value!r}; pass --no-torch to benchmark this config without it"
-            )
+    check_settings(config, REFERENCE_SETTINGS)
     label_smoothing = config.label_smoothing
     model = EncoderDecoder(
         config.vocab_size,
