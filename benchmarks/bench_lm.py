@@ -36,7 +36,6 @@ from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    TORCH_WARMUP_STEPS,
     Prepared,
     add_devices_flag,
     argument_parser,
@@ -47,10 +46,9 @@ from common import (  # noqa: E402
     peak_flops,
     peak_memory_bytes,
     positive_int,
+    prepare_torch_token_step,
     prepare_train_step,
     time_against_torch,
-    torch_device,
-    torch_facts,
     write_result,
 )
 
@@ -88,30 +86,6 @@ def prepare_jax(config: LMConfig, batch: dict, devices: int | None = None) -> Pr
         }
 
     return dataclasses.replace(prepared, facts=facts)
-
-
-def prepare_torch(config: LMConfig, batch: dict) -> Prepared | None:
-    """The PyTorch reference's warmed-up training step on ``batch`` (None without torch)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    from torch_reference.lm import make_step
-
-    torch.manual_seed(0)
-    device = torch_device(torch)
-    compute_dtype = None if config.dtype == "float32" else getattr(torch, config.dtype)
-    step, _ = make_step(config, device=device, compute_dtype=compute_dtype)
-    inputs = torch.from_numpy(batch["inputs"].astype(np.int64)).to(device)
-    for _ in range(TORCH_WARMUP_STEPS):
-        step(inputs)
-
-    def run(n: int) -> None:
-        for _ in range(n):
-            loss = step(inputs)
-        float(loss)
-
-    return Prepared(run, lambda: torch_facts(torch, device))
 
 
 def generation_tokens_per_sec(model, params, batch: int, new_tokens: int) -> float:
@@ -170,7 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
     batch = synthetic_rows(args.batch_size, args.length, config.vocab_size)
     timing, reference = time_against_torch(
         prepare_jax(config, batch, args.devices),
-        None if args.no_torch or args.devices else prepare_torch(config, batch),
+        None
+        if args.no_torch or args.devices
+        else prepare_torch_token_step("lm", config, [batch["inputs"]]),
         args.steps,
         args.windows,
     )

@@ -34,7 +34,6 @@ from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    TORCH_WARMUP_STEPS,
     Prepared,
     add_devices_flag,
     argument_parser,
@@ -45,10 +44,9 @@ from common import (  # noqa: E402
     peak_flops,
     peak_memory_bytes,
     positive_int,
+    prepare_torch_token_step,
     prepare_train_step,
     time_against_torch,
-    torch_device,
-    torch_facts,
     write_result,
 )
 
@@ -92,30 +90,6 @@ def prepare_jax(config: TransformerConfig, batch: dict, devices: int | None = No
     return dataclasses.replace(prepared, facts=facts)
 
 
-def prepare_torch(config: TransformerConfig, batch: dict) -> Prepared | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    from torch_reference.transformer import make_step
-
-    torch.manual_seed(0)
-    device = torch_device(torch)
-    compute_dtype = None if config.dtype == "float32" else getattr(torch, config.dtype)
-    step, _ = make_step(config, device=device, compute_dtype=compute_dtype)
-    inputs = torch.from_numpy(batch["inputs"].astype(np.int64)).to(device)
-    targets = torch.from_numpy(batch["targets"].astype(np.int64)).to(device)
-    for _ in range(TORCH_WARMUP_STEPS):
-        step(inputs, targets)
-
-    def run(n: int) -> None:
-        for _ in range(n):
-            loss = step(inputs, targets)
-        float(loss)
-
-    return Prepared(run, lambda: torch_facts(torch, device))
-
-
 def make_config(args: argparse.Namespace) -> TransformerConfig:
     """The benchmarked model: ``args.size``'s widths with the flags' dtype, dropout, attention."""
     return TransformerConfig(
@@ -153,7 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
     batch = synthetic_batch(args.batch_size, args.length, config.vocab_size)
     ours, reference = time_against_torch(
         prepare_jax(config, batch, args.devices),
-        None if args.no_torch or args.devices else prepare_torch(config, batch),
+        None
+        if args.no_torch or args.devices
+        else prepare_torch_token_step("transformer", config, [batch["inputs"], batch["targets"]]),
         args.steps,
         args.windows,
     )

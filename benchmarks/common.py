@@ -200,6 +200,34 @@ def _count_backend_compile(event: str, *_args, **_kwargs) -> None:
         _BACKEND_COMPILES[0] += 1
 
 
+def prepare_torch_token_step(module: str, config, arrays: list[np.ndarray]) -> Prepared | None:
+    """The warmed-up training step of the PyTorch reference ``torch_reference.<module>``
+    (its ``make_step(config, device=, compute_dtype=)``) on ``arrays`` (int token ids, passed to
+    the step as int64 tensors in order); None without torch. Runs on :func:`torch_device`, under
+    autocast to ``config.dtype`` when that is not float32."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    import importlib
+
+    make_step = importlib.import_module(f"torch_reference.{module}").make_step
+    torch.manual_seed(0)
+    device = torch_device(torch)
+    compute_dtype = None if config.dtype == "float32" else getattr(torch, config.dtype)
+    step, _ = make_step(config, device=device, compute_dtype=compute_dtype)
+    tensors = [torch.from_numpy(a.astype(np.int64)).to(device) for a in arrays]
+    for _ in range(TORCH_WARMUP_STEPS):
+        step(*tensors)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            loss = step(*tensors)
+        float(loss)
+
+    return Prepared(run, lambda: torch_facts(torch, device))
+
+
 def torch_facts(torch, device: str) -> dict:
     """The PyTorch side's version, device and CPU threads, for a result file."""
     return {

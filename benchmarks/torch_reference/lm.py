@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_reference.transformer import Block, check_settings, sinusoidal_table
+from torch_reference.transformer import Block, adamw_step, check_settings, sinusoidal_table
 
 
 class DecoderOnlyLM(nn.Module):
@@ -84,27 +84,5 @@ def make_step(
         config.attention_dropout_rate,
         config.positions,
     )
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0
-    )
-    autocast = torch.autocast(
-        device_type=device, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None
-    )
-
-    def step(inputs: torch.Tensor) -> torch.Tensor:
-        with autocast:
-            logits = model(inputs)
-        loss = F.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]),
-            inputs.reshape(-1),
-            ignore_index=0,
-            label_smoothing=config.label_smoothing,
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        optimizer.step()
-        return loss.detach()
-
+    step = adamw_step(model, config.label_smoothing, lr, clip_norm, device, compute_dtype)
     return step, model

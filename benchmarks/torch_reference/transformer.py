@@ -147,21 +147,28 @@ def make_step(
         config.dropout_rate,
         config.attention_dropout_rate,
     )
+    return adamw_step(model, label_smoothing, lr, clip_norm, device, compute_dtype), model
+
+
+def adamw_step(model: nn.Module, label_smoothing, lr, clip_norm, device, compute_dtype):
+    """``step(*tensors) -> loss``: ``model(*tensors)``'s logits against the last tensor (the
+    targets: PAD = 0 ignored), then AdamW (betas 0.9/0.98, eps 1e-9, no decay, as
+    ``TransformerOptimConfig``) after global-norm clipping; forward under autocast to
+    ``compute_dtype`` when given."""
     model.to(device).train()
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0
     )
-
     autocast = torch.autocast(
         device_type=device, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None
     )
 
-    def step(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def step(*tensors: torch.Tensor) -> torch.Tensor:
         with autocast:
-            logits = model(inputs, targets)
+            logits = model(*tensors)
         loss = F.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]),
-            targets.reshape(-1),
+            tensors[-1].reshape(-1),
             ignore_index=0,
             label_smoothing=label_smoothing,
         )
@@ -171,4 +178,4 @@ def make_step(
         optimizer.step()
         return loss.detach()
 
-    return step, model
+    return step

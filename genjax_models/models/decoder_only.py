@@ -35,9 +35,7 @@ from genjax_models.nn.attention import attention_mask
 from genjax_models.nn.blocks import norm_layer
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
-from genjax_models.nn.linear import Dense, attend
-from genjax_models.nn.mlp import DENSE_INIT
-from genjax_models.nn.stack import transformer_stack
+from genjax_models.nn.stack import output_logits, transformer_stack
 from genjax_models.validation import check_attention_backend, check_token_ids
 
 
@@ -82,17 +80,7 @@ class CausalDecoder(nn.Module):
         stack = transformer_stack(cfg, count=cfg.num_layers, cross_attention=False)
         x = stack(x, mask, None, None, rotary, not train, decode)
         x = norm_layer(cfg.norm, "ln_final")(x).astype(dtype)
-        if cfg.tie_embeddings:  # scaled as the encoder-decoder's tied projection
-            logits = attend(embed, x) / jnp.sqrt(cfg.d_model).astype(dtype)
-        else:
-            logits = Dense(
-                cfg.vocab_size,
-                use_bias=cfg.use_bias,
-                dtype=dtype,
-                kernel_init=DENSE_INIT,
-                name="logits",
-            )(x)
-        return logits.astype(jnp.float32)
+        return output_logits(x, embed if cfg.tie_embeddings else None, cfg)
 
 
 class DecoderOnlyLM(nn.Module):

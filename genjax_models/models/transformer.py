@@ -23,9 +23,7 @@ from genjax_models.nn.attention import attention_mask
 from genjax_models.nn.blocks import norm_layer
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.embeddings import PositionEmbedding, token_embedding
-from genjax_models.nn.linear import Dense, attend
-from genjax_models.nn.mlp import DENSE_INIT
-from genjax_models.nn.stack import transformer_stack
+from genjax_models.nn.stack import output_logits, transformer_stack
 from genjax_models.validation import check_attention_backend, check_same_batch, check_token_ids
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -119,17 +117,7 @@ class Decoder(nn.Module):
         stack = transformer_stack(cfg, count=cfg.num_decoder_layers, cross_attention=True)
         x = stack(x, self_mask, encoded, cross_mask, None, not train, decode)
         x = norm_layer(cfg.norm, "ln_final")(x).astype(dtype)
-        if self.embedding is not None:  # tied output projection, scaled as in Flax's WMT example
-            logits = attend(self.embedding, x) / jnp.sqrt(cfg.d_model).astype(dtype)
-        else:
-            logits = Dense(
-                cfg.vocab_size,
-                use_bias=cfg.use_bias,
-                dtype=dtype,
-                kernel_init=DENSE_INIT,
-                name="logits",
-            )(x)
-        return logits.astype(jnp.float32)
+        return output_logits(x, self.embedding, cfg)
 
 
 class EncoderDecoder(nn.Module):

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from genjax_models.nn.blocks import TransformerBlock
+from genjax_models.nn.linear import Dense, attend
+from genjax_models.nn.mlp import DENSE_INIT
 
 REMAT_POLICIES: dict[str, Callable[..., Any] | None] = {
     "minimal": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
@@ -85,6 +87,26 @@ def transformer_stack(
         return x
 
     return run_unrolled
+
+
+def output_logits(x: jax.Array, embedding: nn.Embed | None, config: Any) -> jax.Array:
+    """The stack's output head, called inside a compact method: ``x: [batch, length, d_model]``
+    (the final norm's output, in the compute dtype) -> logits ``float32[batch, length,
+    vocab_size]``. Tied (``embedding`` given): the embedding's transpose, scaled by
+    ``1/sqrt(d_model)`` as in Flax's WMT example; untied: a ``Dense`` named ``logits``, with a
+    bias when ``config.use_bias``."""
+    dtype = jnp.dtype(config.dtype)
+    if embedding is not None:
+        logits = attend(embedding, x) / jnp.sqrt(config.d_model).astype(dtype)
+    else:
+        logits = Dense(
+            config.vocab_size,
+            use_bias=config.use_bias,
+            dtype=dtype,
+            kernel_init=DENSE_INIT,
+            name="logits",
+        )(x)
+    return logits.astype(jnp.float32)
 
 
 def stack_layers(params: dict, prefix: str = "layer") -> dict:
