@@ -21,7 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def multidevice_env() -> dict[str, str]:
-    """This process's environment with 8 simulated CPU devices for JAX."""
+    """This process's environment with 8 simulated CPU devices for JAX, and this checkout's
+    ``genjax_models`` first on ``PYTHONPATH``."""
     xla_flags = [
         os.environ.get("XLA_FLAGS", ""),
         f"--xla_force_host_platform_device_count={NUM_DEVICES}",
@@ -29,8 +30,12 @@ def multidevice_env() -> dict[str, str]:
         # reference included, is compiled the same way, and the differences measured are the same.
         "--xla_backend_optimization_level=0",
     ]
+    # The scripts run from tests/, so put this checkout's package first on the path: an
+    # installed (or editable) genjax_models elsewhere would otherwise be the one tested.
+    python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     return {
         **os.environ,
+        "PYTHONPATH": python_path,
         "XLA_FLAGS": " ".join(xla_flags).strip(),
         "JAX_PLATFORMS": "cpu",
         "TF_CPP_MIN_LOG_LEVEL": "3",
