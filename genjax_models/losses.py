@@ -1,16 +1,22 @@
 """Losses, written on logits with numerically stable log-sigmoid.
 
-GAN losses (``kind`` in :data:`genjax_models.configs.GAN_LOSSES`), with ``D(x) = sigmoid(logit)``:
+GAN losses (``kind`` in :data:`genjax_models.configs.GAN_LOSSES`), with ``D(x) = sigmoid(logit)``
+and ``l_real``, ``l_fake`` the raw logits (scores) of the real and the generated batch:
 
-=================  ==========================================  ===========================
-kind               discriminator loss                          generator loss
-=================  ==========================================  ===========================
-minimax            -log D(x) - log(1 - D(G(z)))                log(1 - D(G(z)))
-non_saturating     -log D(x) - log(1 - D(G(z)))                -log D(G(z))
-hinge              relu(1 - l_real) + relu(1 + l_fake)         -l_fake
-=================  ==========================================  ===========================
+=================  ==============================================  ===========================
+kind               discriminator loss                              generator loss
+=================  ==============================================  ===========================
+minimax            -log D(x) - log(1 - D(G(z)))                    log(1 - D(G(z)))
+non_saturating     -log D(x) - log(1 - D(G(z)))                    -log D(G(z))
+hinge              relu(1 - l_real) + relu(1 + l_fake)             -l_fake
+wasserstein        l_fake - l_real                                 -l_fake
+least_squares      0.5 * (l_real - 1)^2 + 0.5 * l_fake^2           0.5 * (l_fake - 1)^2
+=================  ==============================================  ===========================
 
 Each term is averaged over the batch. ``log D = log_sigmoid(l)``, ``log(1 - D) = log_sigmoid(-l)``.
+``wasserstein`` is WGAN's critic loss on raw scores (pair it with a Lipschitz constraint, e.g. the
+gradient penalty of :mod:`genjax_models.regularizers`); ``least_squares`` is LSGAN (Mao et al.
+2017) with targets ``a = 0`` (fake), ``b = 1`` (real) for D and ``c = 1`` for G, on raw scores.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array
     fake_logits = fake_logits.astype(jnp.float32)
     if kind == "hinge":
         return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+    if kind == "wasserstein":
+        return jnp.mean(fake_logits) - jnp.mean(real_logits)
+    if kind == "least_squares":
+        return 0.5 * jnp.mean(jnp.square(real_logits - 1.0)) + 0.5 * jnp.mean(
+            jnp.square(fake_logits)
+        )
     return -jnp.mean(jax.nn.log_sigmoid(real_logits)) - jnp.mean(jax.nn.log_sigmoid(-fake_logits))
 
 
@@ -43,8 +55,10 @@ def generator_loss(kind: str, fake_logits: jax.Array) -> jax.Array:
     """Scalar float32 G loss from the discriminator's ``fake_logits: float[batch]``."""
     _check_kind(kind)
     fake_logits = fake_logits.astype(jnp.float32)
-    if kind == "hinge":
+    if kind in ("hinge", "wasserstein"):
         return -jnp.mean(fake_logits)
+    if kind == "least_squares":
+        return 0.5 * jnp.mean(jnp.square(fake_logits - 1.0))
     if kind == "minimax":
         return jnp.mean(jax.nn.log_sigmoid(-fake_logits))
     return -jnp.mean(jax.nn.log_sigmoid(fake_logits))

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genjax_models.configs import GAN_LOSSES
 from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
 
 REAL = jnp.array([2.0, -1.0])
@@ -40,9 +41,24 @@ def test_hinge_discriminator_loss_matches_hand_computed_value() -> None:
     assert float(discriminator_loss("hinge", REAL, FAKE)) == pytest.approx(1.75, rel=1e-6)
 
 
+def test_wasserstein_losses_are_mean_differences_of_raw_scores() -> None:
+    # D: mean([0.5, -3]) - mean([2, -1]) = -1.25 - 0.5; G: -mean([0.5, -3]) = 1.25
+    assert float(discriminator_loss("wasserstein", REAL, FAKE)) == pytest.approx(-1.75, rel=1e-6)
+    assert float(generator_loss("wasserstein", FAKE)) == pytest.approx(1.25, rel=1e-6)
+
+
+def test_least_squares_losses_match_lsgan_with_targets_0_1_1() -> None:
+    # D: 0.5 * mean([(2-1)^2, (-1-1)^2]) + 0.5 * mean([0.5^2, 3^2]) = 0.5 * 2.5 + 0.5 * 4.625
+    assert float(discriminator_loss("least_squares", REAL, FAKE)) == pytest.approx(
+        0.5 * 2.5 + 0.5 * 4.625, rel=1e-6
+    )
+    # G: 0.5 * mean([(0.5-1)^2, (-3-1)^2]) = 0.5 * 8.125
+    assert float(generator_loss("least_squares", FAKE)) == pytest.approx(4.0625, rel=1e-6)
+
+
 def test_losses_are_finite_for_extreme_logits() -> None:
     big = jnp.array([1e4, -1e4])
-    for kind in ("non_saturating", "minimax", "hinge"):
+    for kind in GAN_LOSSES:
         assert np.isfinite(float(discriminator_loss(kind, big, -big)))
         assert np.isfinite(float(generator_loss(kind, big)))
     # A confident, correct discriminator has (almost) zero loss, not NaN.
@@ -50,8 +66,10 @@ def test_losses_are_finite_for_extreme_logits() -> None:
 
 
 def test_unknown_loss_kind_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="loss='wasserstein'.*non_saturating"):
-        generator_loss("wasserstein", FAKE)
+    with pytest.raises(ValueError, match="loss='wgan'.*non_saturating.*least_squares"):
+        generator_loss("wgan", FAKE)
+    with pytest.raises(ValueError, match="loss='lsgan'.*wasserstein"):
+        discriminator_loss("lsgan", REAL, FAKE)
 
 
 def test_classification_loss_is_mean_cross_entropy() -> None:

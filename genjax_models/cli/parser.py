@@ -10,7 +10,7 @@ import argparse
 
 from genjax_models import __version__
 from genjax_models.cli.bench import BENCHMARKS
-from genjax_models.configs import ON_NAN_POLICIES
+from genjax_models.configs import GAN_LOSSES, ON_NAN_POLICIES
 from genjax_models.configs.checks import seed_arg
 from genjax_models.configs.distributed import (
     BARRIER_TIMEOUT_S,
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gan = train.add_parser("gan", help="DCGAN on an image dataset")
     _add_train_flags(gan, steps=2000)
-    gan.add_argument("--loss", choices=["non_saturating", "minimax", "hinge"], default=None)
+    gan.add_argument("--loss", choices=list(GAN_LOSSES), default=None)
     gan.add_argument(
         "--conditional",
         action="store_true",

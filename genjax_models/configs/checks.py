@@ -58,6 +58,13 @@ def check_non_negative_int(obj: Any, name: str, expected: str) -> None:
         fail(type(obj), name, value, expected)
 
 
+def check_non_negative_float(obj: Any, *names: str, expected: str = "a finite float >= 0") -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not is_finite_number(value) or value < 0:
+            fail(type(obj), name, value, expected)
+
+
 def check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     if value not in choices:

@@ -10,6 +10,7 @@ import math
 from genjax_models.configs.checks import (
     COMPUTE_DTYPES,
     check_choice,
+    check_non_negative_float,
     check_non_negative_int,
     check_positive_int,
     fail,
@@ -17,7 +18,7 @@ from genjax_models.configs.checks import (
     is_power_of_two,
 )
 
-GAN_LOSSES = ("non_saturating", "minimax", "hinge")
+GAN_LOSSES = ("non_saturating", "minimax", "hinge", "wasserstein", "least_squares")
 CLASSIFIER_ARCHITECTURES = ("cnn", "mlp")
 
 
@@ -28,6 +29,14 @@ class GANConfig:
     ``image_size`` must be a power of two >= 8 (32 for digits/CIFAR-10). Datasets with other sizes
     (MNIST's 28x28) are padded to ``image_size`` by the data pipeline. ``num_classes > 0`` makes
     the GAN conditional on a label in ``0..num_classes-1`` (projection discriminator).
+
+    ``loss`` is one of :data:`GAN_LOSSES` (formulas in :mod:`genjax_models.losses`). The
+    discriminator regularisers (:mod:`genjax_models.regularizers`, all off at 0) add to D's loss
+    ``gp_weight * mean (||grad D(x_hat)|| - 1)^2`` (WGAN-GP, ``x_hat`` between a real and a fake
+    example), ``r1_gamma / 2 * mean sum |grad D(real)|^2`` (R1, StyleGAN2-ADA's scaling) and
+    ``r2_gamma / 2 * mean sum |grad D(fake)|^2`` (R2); ``r1_interval = k`` applies R1 and R2 on
+    every k-th critic update only, multiplied by k (lazy regularisation; see
+    :func:`genjax_models.train.gan_steps.make_gan_step` for the update count).
     """
 
     latent_dim: int = 100
@@ -39,9 +48,19 @@ class GANConfig:
     ema_decay: float = 0.999
     dtype: str = "float32"
     num_classes: int = 0
+    gp_weight: float = 0.0
+    r1_gamma: float = 0.0
+    r2_gamma: float = 0.0
+    r1_interval: int = 1
 
     def __post_init__(self) -> None:
         check_positive_int(self, "latent_dim", "base_width", "image_size", "channels", "n_critic")
+        check_non_negative_float(
+            self, "gp_weight", "r1_gamma", "r2_gamma", expected="a finite float >= 0 (0: off)"
+        )
+        interval = self.r1_interval
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            fail(type(self), "r1_interval", interval, "an integer >= 1 (1: every critic update)")
         check_non_negative_int(self, "num_classes", "0 (unconditional) or the number of labels")
         if not is_power_of_two(self.image_size) or self.image_size < 8:
             fail(

@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax_models.train.state import step_rng
-from genjax_models.train.steps import DATA_AXIS
+from genjax_models.train.step_parts import DATA_AXIS
 
 AXIS = DATA_AXIS
 PARALLEL_KINDS = ("jit", "shard_map", "pmap")

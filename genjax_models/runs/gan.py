@@ -22,8 +22,8 @@ from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
 from genjax_models.runs.images import save_image_grid
 from genjax_models.runs.workdir import check_workdir, read_run
+from genjax_models.train.gan_steps import make_gan_step
 from genjax_models.train.state import GANState, init_gan_state
-from genjax_models.train.steps import make_gan_step
 
 NUM_FIXED_SAMPLES = 64
 GAN_OPTIM = OptimConfig()
@@ -173,6 +173,10 @@ def train_gan(
         n_critic=config.n_critic,
         ema_decay=config.ema_decay,
         conditional=config.num_classes > 0,
+        gp_weight=config.gp_weight,
+        r1_gamma=config.r1_gamma,
+        r2_gamma=config.r2_gamma,
+        r1_interval=config.r1_interval,
     )
     noise = fixed_noise(config, train.seed)
     labels, columns = None, None

@@ -7,6 +7,7 @@ Every step is ``step(state, batch, rng, *, axis_name=None) -> (new_state, metric
 """
 
 from genjax_models.train.checkpoint import Checkpointer, CheckpointError
+from genjax_models.train.gan_steps import make_gan_step
 from genjax_models.train.loop import TrainingInterrupted, run_loop
 from genjax_models.train.nonfinite import NonFiniteError
 from genjax_models.train.sequence_steps import (
@@ -26,7 +27,6 @@ from genjax_models.train.steps import (
     jit_step,
     make_classifier_eval_step,
     make_classifier_step,
-    make_gan_step,
 )
 
 __all__ = [

@@ -33,7 +33,7 @@ from genjax_models.losses import smoothed_token_cross_entropy
 from genjax_models.models.transformer import PAD_ID
 from genjax_models.train.accumulation import accumulate_gradients, check_grad_accum
 from genjax_models.train.state import PyTree, TrainState
-from genjax_models.train.steps import Batch, Metrics, Step, as_varying, mean_over
+from genjax_models.train.step_parts import Batch, Metrics, Step, as_varying, mean_over
 from genjax_models.validation import check_batch_keys
 
 PACKING_FIELDS = (

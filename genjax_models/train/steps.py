@@ -3,14 +3,10 @@
 Steps are plain functions of arrays; callers jit them (see :func:`jit_step`) or wrap them for
 data parallelism. With ``axis_name`` set (inside ``shard_map`` or ``pmap``) the parameters are cast
 to device-varying before differentiation, and gradients, BatchNorm statistics and metrics are
-``lax.pmean``-ed over that axis, which is exact under both ``shard_map`` and ``pmap``. Noise is
-drawn per example from ``fold_in(key, global_example_index)``, so N devices draw exactly the
-noise one device draws for the same global batch.
-
-GAN BatchNorm policy (as PyTorch's DCGAN): the discriminator sees the real and the fake batch in
-two separate train-mode passes, each normalised by its own batch statistics; the running statistics
-are updated by every train-mode pass (D: real, fake, and the generator update's fake pass; G: every
-forward).
+``lax.pmean``-ed over that axis, which is exact under both ``shard_map`` and ``pmap``
+(:mod:`genjax_models.train.step_parts`). This module holds the classifier steps and
+:func:`jit_step`; the GAN step is :func:`genjax_models.train.gan_steps.make_gan_step` (also
+importable from here), the sequence steps are in :mod:`genjax_models.train.sequence_steps`.
 """
 
 from __future__ import annotations
@@ -22,201 +18,21 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax import lax
-from jax.sharding import PartitionSpec as P
 
-from genjax_models.configs import GAN_LOSSES
-from genjax_models.losses import classification_loss, discriminator_loss, generator_loss
+from genjax_models.losses import classification_loss
 from genjax_models.train.accumulation import accumulate_gradients, check_grad_accum
-from genjax_models.train.state import GANState, PyTree, TrainState, resolve_latent_dim, step_rng
+from genjax_models.train.gan_steps import make_gan_step as make_gan_step  # re-exported
+from genjax_models.train.state import PyTree, TrainState, step_rng
+from genjax_models.train.step_parts import DATA_AXIS as DATA_AXIS  # re-exported
+from genjax_models.train.step_parts import (
+    Batch,
+    Metrics,
+    Step,
+    apply_train,
+    as_varying,
+    mean_over,
+)
 from genjax_models.validation import check_batch_keys
-
-DATA_AXIS = "data"
-"""The mesh axis that batches are split over (:mod:`genjax_models.parallel.plans`)."""
-
-Batch = dict[str, jax.Array]
-Metrics = dict[str, jax.Array]
-Step = Callable[..., tuple[Any, Metrics]]
-
-
-def mean_over(axis_name: str | None) -> Callable[[PyTree], PyTree]:
-    if axis_name is None:
-        return lambda tree: tree
-    return lambda tree: lax.pmean(tree, axis_name)
-
-
-def as_varying(tree: PyTree, axis_name: str | None) -> PyTree:
-    """Marks replicated params device-varying so ``grad`` gives the local (unsummed) gradient."""
-    if axis_name is None:
-        return tree
-    return lax.pcast(tree, axis_name, to="varying")
-
-
-def global_example_index(batch_size: int, axis_name: str | None) -> jax.Array:
-    """int32[batch_size] index of each local example in the global batch."""
-    offset = 0 if axis_name is None else lax.axis_index(axis_name) * batch_size
-    return offset + jnp.arange(batch_size, dtype=jnp.int32)
-
-
-def shard_like_batch(x: jax.Array) -> jax.Array:
-    """Splits ``x``'s leading dimension over the mesh's ``"data"`` axis, as the batch is.
-
-    Applies under a mesh with that axis (the jit data-parallel plan traces inside
-    ``jax.set_mesh``); elsewhere returns ``x`` unchanged. Values the step makes from no input
-    (iota, noise) are otherwise replicated, and XLA would then run everything computed from them
-    (the whole generator) on the full global batch on every device.
-    """
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or DATA_AXIS not in mesh.axis_names or x.shape[0] % mesh.shape[DATA_AXIS]:
-        return x
-    return lax.with_sharding_constraint(x, P(DATA_AXIS))
-
-
-def per_example_normal(
-    key: jax.Array, batch_size: int, dim: int, axis_name: str | None
-) -> jax.Array:
-    """float32[batch_size, dim] standard normal noise, one key per global example index."""
-    index = global_example_index(batch_size, axis_name)
-    if axis_name is None:
-        index = shard_like_batch(index)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
-    return jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(keys)
-
-
-def _apply_train(
-    module: nn.Module, params: PyTree, stats: PyTree, *inputs: jax.Array
-) -> tuple[jax.Array, PyTree]:
-    """Train-mode forward; returns the output and the updated BatchNorm statistics."""
-    out, mutated = module.apply(
-        {"params": params, "batch_stats": stats}, *inputs, train=True, mutable=["batch_stats"]
-    )
-    return out, mutated.get("batch_stats", {})
-
-
-def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
-    """EMA decay with warm-up, ``min(decay, (1 + step) / (10 + step))``, so early EMA tracks G."""
-    step = step.astype(jnp.float32)
-    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-
-
-def make_gan_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    loss: str = "non_saturating",
-    n_critic: int = 1,
-    ema_decay: float = 0.999,
-    latent_dim: int | None = None,
-    conditional: bool = False,
-) -> Step:
-    """Builds ``gan_step(state, batch, rng, *, axis_name=None) -> (GANState, metrics)``.
-
-    One call does ``n_critic`` discriminator updates on real vs ``G(z)``, then one generator update
-    against the updated discriminator, then the EMA update of G. The last critic update and the
-    generator update share one generator forward pass (``jax.vjp``), as PyTorch's DCGAN does.
-
-    ``batch["image"]``: float32[batch, H, W, C] real images in [-1, 1].
-    ``conditional=True``: also ``batch["label"]``: int32[batch]; the modules are called as
-    ``generator(z, labels, train=...)`` and ``discriminator(x, labels, train=...)``, and the fake
-    of example ``i`` is generated for the real example's label ``labels[i]`` (fakes follow the
-    data's class frequencies; no extra randomness).
-    Metrics (float32 scalars): ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)), ``d_fake`` (mean
-    D(G(z)) before the D update), ``d_fake_after`` (after it), ``d_acc_real``, ``d_acc_fake``.
-    """
-    if loss not in GAN_LOSSES:
-        raise ValueError(
-            f"loss={loss!r} is not a GAN loss: expected one of {', '.join(GAN_LOSSES)}"
-        )
-    if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
-        raise ValueError(f"n_critic={n_critic!r} is invalid: expected an integer >= 1")
-    if not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"ema_decay={ema_decay!r} is invalid: expected a float in [0, 1)")
-    latent_dim = resolve_latent_dim(generator, latent_dim)
-
-    def gan_step(
-        state: GANState, batch: Batch, rng: jax.Array, *, axis_name: str | None = None
-    ) -> tuple[GANState, Metrics]:
-        check_batch_keys("gan_step", batch, ("image", "label") if conditional else ("image",))
-        mean = mean_over(axis_name)
-        real = batch["image"]
-        batch_size = real.shape[0]
-        labels = (batch["label"],) if conditional else ()  # extra inputs of G and D
-        g_params, d_params = state.g_params, state.d_params
-        g_stats, d_stats = state.g_batch_stats, state.d_batch_stats
-        d_opt_state = state.d_opt_state
-
-        def generate(params: PyTree, key: jax.Array) -> tuple[jax.Array, PyTree]:
-            z = per_example_normal(key, batch_size, latent_dim, axis_name)
-            return _apply_train(generator, params, g_stats, z, *labels)
-
-        def d_loss_fn(params: PyTree, fake: jax.Array) -> tuple[jax.Array, Any]:
-            real_logits, stats = _apply_train(discriminator, params, d_stats, real, *labels)
-            fake_logits, stats = _apply_train(discriminator, params, stats, fake, *labels)
-            return discriminator_loss(loss, real_logits, fake_logits), (
-                stats,
-                real_logits,
-                fake_logits,
-            )
-
-        def critic_update(fake: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-            """One discriminator update against ``fake``: ``(d_loss, real_logits, fake_logits)``."""
-            nonlocal d_params, d_stats, d_opt_state
-            (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
-                d_loss_fn, has_aux=True
-            )(as_varying(d_params, axis_name), fake)
-            d_grads, d_stats = mean((d_grads, d_stats))
-            updates, d_opt_state = state.d_tx.update(d_grads, d_opt_state, d_params)
-            d_params = optax.apply_updates(d_params, updates)
-            return d_loss, real_logits, fake_logits
-
-        critic_keys = jax.random.split(rng, n_critic + 1)
-        for i in range(n_critic - 1):
-            fake, g_stats = generate(g_params, critic_keys[i])
-            critic_update(fake)
-        # the last critic update keeps the vjp of its generator forward for the generator update
-        fake, g_vjp, g_stats = jax.vjp(
-            lambda p, k=critic_keys[n_critic - 1]: generate(p, k),
-            as_varying(g_params, axis_name),
-            has_aux=True,
-        )
-        d_loss, real_logits, fake_logits = critic_update(fake)
-
-        def g_loss_fn(fake: jax.Array) -> tuple[jax.Array, Any]:
-            logits, stats = _apply_train(discriminator, d_params, d_stats, fake, *labels)
-            return generator_loss(loss, logits), (stats, logits)
-
-        (g_loss, (d_stats, fake_logits_after)), fake_grad = jax.value_and_grad(
-            g_loss_fn, has_aux=True
-        )(fake)
-        (g_grads,) = g_vjp(fake_grad)
-        g_grads, g_stats, d_stats = mean((g_grads, g_stats, d_stats))
-        updates, g_opt_state = state.g_tx.update(g_grads, state.g_opt_state, g_params)
-        g_params = optax.apply_updates(g_params, updates)
-
-        decay = ema_decay_at(state.step, ema_decay)
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_g_params, g_params)
-        metrics = {
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-            "d_fake_after": jnp.mean(jax.nn.sigmoid(fake_logits_after)),
-            "d_acc_real": jnp.mean((real_logits > 0).astype(jnp.float32)),
-            "d_acc_fake": jnp.mean((fake_logits < 0).astype(jnp.float32)),
-        }
-        new_state = state.replace(
-            step=state.step + 1,
-            g_params=g_params,
-            g_batch_stats=g_stats,
-            d_params=d_params,
-            d_batch_stats=d_stats,
-            g_opt_state=g_opt_state,
-            d_opt_state=d_opt_state,
-            ema_g_params=ema,
-        )
-        return new_state, mean(metrics)
-
-    return gan_step
-
 
 CLASSIFIER_OBJECTIVES = ("conditional", "joint")
 
@@ -275,7 +91,7 @@ def make_classifier_step(
             del key
 
             def loss_fn(p: PyTree) -> tuple[jax.Array, Any]:
-                logits, stats = _apply_train(model, p, state.batch_stats, part[input_key])
+                logits, stats = apply_train(model, p, state.batch_stats, part[input_key])
                 if objective == "joint":
                     log_joint = jnp.take_along_axis(logits, part["label"][:, None], axis=-1)
                     loss = -jnp.mean(log_joint)

@@ -7,6 +7,7 @@ device count has to be set before JAX is imported (this script sets it when the 
         python tests/train/_multidevice_check.py OUT_DIR [gan] [classifier]
 
 For each model (``gan``, ``classifier``, ``seq2seq``, ``cgan``: the conditional GAN,
+``gan_regularized``: the GAN with WGAN-GP and lazy R1/R2,
 ``generative``: the Gaussian class-conditional model's joint-likelihood step) and each way of running the step it takes ``STEPS`` steps
 from the same initial state with the same global batch and the same per-step keys:
 
@@ -154,6 +155,26 @@ def gan_results() -> dict[str, dict]:
     return run_all(make_step, single, multi, state, batch)
 
 
+def gan_regularized_results() -> dict[str, dict]:
+    """DCGAN (BatchNorm in D, cross-replica on 8 devices) with the Wasserstein loss, WGAN-GP,
+    and lazy R1 and R2 (interval 2, two critic updates per step: updates 0 and 2 of the
+    4 apply them, so both branches of the lazy ``lax.cond`` run)."""
+    cfg = GANConfig(latent_dim=8, base_width=8, image_size=16, channels=1, loss="wasserstein")
+    single, multi = make_dcgan(cfg), make_dcgan(cfg, batch_norm_axis_name=AXIS)
+    tx = optax.adam(2e-4, b1=0.5)
+    state = init_gan_state(jax.random.PRNGKey(INIT_SEED), *single, tx, tx, cfg.image_shape)
+    images = np.random.default_rng(DATA_SEED).uniform(-1.0, 1.0, (BATCH, *cfg.image_shape))
+    batch = {"image": images.astype(np.float32)}
+
+    def make_step(generator, discriminator):
+        return make_gan_step(
+            generator, discriminator, loss=cfg.loss, n_critic=2, gp_weight=10.0,
+            r1_gamma=1.0, r2_gamma=0.5, r1_interval=2,
+        )  # fmt: skip
+
+    return run_all(make_step, single, multi, state, batch)
+
+
 def cgan_results() -> dict[str, dict]:
     """Conditional GAN (projection discriminator): labels travel with the batch."""
     cfg = GANConfig(latent_dim=8, base_width=8, image_size=16, channels=1, num_classes=4)
@@ -264,6 +285,7 @@ RUNS = {
     "seq2seq": seq2seq_results,
     "seq2seq_one_token": partial(seq2seq_results, one_token=True),
     "cgan": cgan_results,
+    "gan_regularized": gan_regularized_results,
     "generative": generative_results,
 }
 

@@ -18,12 +18,26 @@ def _metric_rows(workdir: Path) -> dict[int, dict]:
     return {row["step"]: {k: v for k, v in row.items() if k != "steps_per_sec"} for row in rows}
 
 
+# The regularised run resumes at step 6, mid-way through the lazy R1 cycle (4): the lazy
+# counter is a function of the restored ``state.step``.
+REGULARISED = (
+    "--set", "loss=wasserstein",
+    "--set", "gp_weight=10",
+    "--set", "r1_gamma=1",
+    "--set", "r1_interval=4",
+)  # fmt: skip
+
+
 @pytest.mark.slow
-def test_resumed_run_is_bit_identical_to_uninterrupted(cli, tiny_gan_flags, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [(), REGULARISED], ids=["plain", "gp_lazy_r1"])
+def test_resumed_run_is_bit_identical_to_uninterrupted(
+    cli, tiny_gan_flags, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
     k = 6
     # Checkpoints every 3 steps: mid-run asynchronous saves while later steps donate buffers.
     common = [
         *tiny_gan_flags,
+        *extra,
         "--log-every",
         "2",
         "--sample-every",
@@ -62,3 +76,7 @@ def test_resumed_run_is_bit_identical_to_uninterrupted(cli, tiny_gan_flags, tmp_
     rows_whole, rows_split = _metric_rows(whole), _metric_rows(split)
     for step in range(k + 2, 2 * k + 1, 2):
         assert rows_split[step] == rows_whole[step]
+    if extra:  # the --set regularisers reached the step; lazy R1 only on steps 0, 4 and 8
+        assert all(rows_whole[step]["d_gp"] > 0 for step in range(2, 2 * k + 1, 2))
+        r1_rows = [step for step in range(2, 2 * k + 1, 2) if rows_whole[step]["d_r1"] > 0]
+        assert r1_rows == [2, 6, 10]  # the row of step t: the updates from state.step t-2, t-1
