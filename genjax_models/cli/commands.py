@@ -63,13 +63,15 @@ def run_train(args: argparse.Namespace) -> None:
         parallel=parallel,
     )
     if args.model == "seq2seq":
+        from genjax_models.cli.text import tokenizer_and_config
         from genjax_models.configs import TransformerConfig, TransformerOptimConfig, override_all
         from genjax_models.runs import train_seq2seq
 
         config, optim = override_all((TransformerConfig(), TransformerOptimConfig()), args.set)
+        spec, config = tokenizer_and_config(args, config)
         train_seq2seq(
             config, train, optim=optim, pack=args.pack, train_split=args.train_split,
-            init_from=args.init_from, **common,
+            init_from=args.init_from, tokenizer=spec, **common,
         )  # fmt: skip
     elif args.model in ("lm", "span_corruption"):
         from genjax_models.cli.text import run_text_train

@@ -10,7 +10,7 @@ import argparse
 
 from genjax_models import __version__
 from genjax_models.cli.bench import BENCHMARKS
-from genjax_models.configs import GAN_LOSSES, ON_NAN_POLICIES
+from genjax_models.configs import GAN_LOSSES, ON_NAN_POLICIES, TOKENIZER_KINDS
 from genjax_models.configs.checks import seed_arg
 from genjax_models.configs.distributed import (
     BARRIER_TIMEOUT_S,
@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="start from a pretrained run's params (those whose names and shapes match)",
     )
+    _add_tokenizer_flags(seq2seq)
     _add_text_commands(train, commands)
 
     sample = commands.add_parser("sample", help="write a grid of samples").add_subparsers(
@@ -261,6 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_tokenizer_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tokenizer",
+        choices=TOKENIZER_KINDS,
+        default="byte",
+        help="byte (default: UTF-8 bytes, 259 ids) or sentencepiece (a subword vocabulary "
+        "trained on the training text first, saved in the workdir)",
+    )
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ids of the sentencepiece vocabulary (also the model's vocab_size), e.g. 1024",
+    )
+
+
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--beam-size", type=int, default=1, help="1 = greedy (default), >1 = beam search"
@@ -276,12 +294,14 @@ def _add_text_commands(
     """Adds ``train lm``, ``train span_corruption`` and ``generate`` to the parser."""
     lm = train.add_parser("lm", help="decoder-only Transformer language model (GPT-style)")
     _add_train_flags(lm, steps=2000, dataset="python_docs", kind=TEXT_KIND, example="d_model=128")
+    _add_tokenizer_flags(lm)
     span = train.add_parser(
         "span_corruption", help="pretrain the encoder-decoder on unlabeled text (T5-style)"
     )
     _add_train_flags(
         span, steps=2000, dataset="python_docs", kind=TEXT_KIND, example="noise_density=0.15"
     )
+    _add_tokenizer_flags(span)
     generate = commands.add_parser("generate", help="continue a prompt with a trained LM")
     generate.add_argument("--workdir", required=True, help="an LM run (genjax-models train lm)")
     generate.add_argument("--prompt", default="", help="text to continue (default: none)")

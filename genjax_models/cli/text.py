@@ -16,6 +16,28 @@ from typing import Any
 from genjax_models.cli.parser import UsageError
 
 
+def tokenizer_and_config(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
+    """The run's :class:`~genjax_models.configs.TokenizerConfig` from ``--tokenizer`` and
+    ``--vocab-size``, and ``config`` with ``vocab_size`` set to the vocabulary's size unless
+    ``--set vocab_size=...`` chose one (then the run checks the two agree)."""
+    import dataclasses
+
+    from genjax_models.configs import TokenizerConfig
+
+    if args.tokenizer == "sentencepiece" and args.vocab_size is None:
+        raise UsageError("--tokenizer sentencepiece needs --vocab-size N (e.g. --vocab-size 1024)")
+    if args.tokenizer == "byte" and args.vocab_size is not None:
+        raise UsageError(
+            f"--vocab-size {args.vocab_size} is for a trained vocabulary: add --tokenizer "
+            "sentencepiece (the byte tokenizer always has 259 ids)"
+        )
+    spec = TokenizerConfig(kind=args.tokenizer, vocab_size=args.vocab_size)
+    chosen = any(a.split("=")[0].strip() == "vocab_size" for a in args.set)
+    if spec.kind == "sentencepiece" and not chosen:
+        config = dataclasses.replace(config, vocab_size=spec.vocab_size)
+    return spec, config
+
+
 def run_text_train(args: argparse.Namespace, train: Any, common: dict[str, Any]) -> None:
     """``train lm`` / ``train span_corruption`` with ``--set`` routed to the model, optimizer
     (and span corruption) configs."""
@@ -31,7 +53,8 @@ def run_text_train(args: argparse.Namespace, train: Any, common: dict[str, Any])
         from genjax_models.runs.lm import train_lm
 
         config, optim = override_all((LMConfig(), TransformerOptimConfig()), args.set)
-        _, metrics = train_lm(config, train, optim=optim, **common)
+        spec, config = tokenizer_and_config(args, config)
+        _, metrics = train_lm(config, train, optim=optim, tokenizer=spec, **common)
         if "validation_nll" in metrics:
             print(
                 f"genjax-models: validation loss {metrics['validation_nll']:.4f} nats/token, "
@@ -43,7 +66,8 @@ def run_text_train(args: argparse.Namespace, train: Any, common: dict[str, Any])
 
     configs = (TransformerConfig(), TransformerOptimConfig(), SpanCorruptionConfig())
     config, optim, span = override_all(configs, args.set)
-    train_span_corruption(config, train, optim=optim, span=span, **common)
+    spec, config = tokenizer_and_config(args, config)
+    train_span_corruption(config, train, optim=optim, span=span, tokenizer=spec, **common)
 
 
 def run_generate(args: argparse.Namespace) -> None:

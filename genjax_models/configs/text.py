@@ -210,3 +210,46 @@ class TransformerOptimConfig:
             value = getattr(self, name)
             if not is_finite_number(value) or value < 0:
                 fail(type(self), name, value, "a finite float >= 0")
+
+
+TOKENIZER_KINDS = ("byte", "sentencepiece")
+SENTENCEPIECE_MODEL_TYPES = ("unigram", "bpe")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """How a text run turns text into ids (``--tokenizer``, ``--vocab-size``).
+
+    ``byte`` (default): UTF-8 bytes, 259 ids, nothing to train. ``sentencepiece``: a subword
+    vocabulary of exactly ``vocab_size`` ids (specials and 256 byte-fallback pieces included)
+    trained on the run's training text before training (``model_type`` unigram or bpe), saved
+    in the workdir's ``tokenizer.json`` and reused by every command that reads the workdir.
+    """
+
+    kind: str = "byte"
+    vocab_size: int | None = None
+    model_type: str = "unigram"
+
+    def __post_init__(self) -> None:
+        check_choice(self, "kind", TOKENIZER_KINDS)
+        check_choice(self, "model_type", SENTENCEPIECE_MODEL_TYPES)
+        if self.kind == "byte":
+            if self.vocab_size not in (None, 259):
+                fail(type(self), "vocab_size", self.vocab_size,
+                     "None for the byte tokenizer (259 ids): --vocab-size is for "
+                     "--tokenizer sentencepiece")  # fmt: skip
+            if self.model_type != "unigram":
+                fail(type(self), "model_type", self.model_type,
+                     "unigram (the default) for the byte tokenizer")  # fmt: skip
+            return
+        size = self.vocab_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 269:
+            fail(type(self), "vocab_size", size,
+                 "an integer > 268 with --tokenizer sentencepiece (12 special ids and 256 "
+                 "byte-fallback pieces come first), e.g. --vocab-size 1024")  # fmt: skip
+
+    def identity(self) -> str | dict[str, object]:
+        """What a run's identity records: ``"byte"`` (as before this option), or the dict."""
+        if self.kind == "byte":
+            return "byte"
+        return {"kind": self.kind, "vocab_size": self.vocab_size, "model_type": self.model_type}

@@ -8,9 +8,10 @@ of each span, the target lists each sentinel followed by the span it replaced::
     input    T h e <S0> f o r " _ s t a t <S1> e n t EOS
     target   <S0> _ " <S1> e m EOS
 
-Sentinels are the ids of the bytes 0xFF, 0xFE, ..., 0xF8, which never occur in UTF-8 text, so the
-byte tokenizer's 259 ids suffice and the pretrained model has the fine-tuned model's vocabulary.
-At most ``len(SENTINEL_IDS)`` = 8 spans per piece. Everything is numpy and a pure function of the
+Sentinels are the tokenizer's ``sentinel_ids``, ids no text encodes to: for the byte tokenizer the
+ids of the bytes 0xFF, 0xFE, ..., 0xF8 (never in UTF-8 text), so its 259 ids suffice and the
+pretrained model has the fine-tuned model's vocabulary; for a SentencePiece vocabulary its pieces
+``<extra_id_0..7>``. At most 8 spans per piece. Everything is numpy and a pure function of the
 seed.
 """
 
@@ -21,11 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from genjax_models.configs import SpanCorruptionConfig
-from genjax_models.data.tokenizer import BYTE_OFFSET, EOS_ID
+from genjax_models.data.tokenizer import BYTE_SENTINEL_IDS, EOS_ID
 
-SENTINEL_IDS: tuple[int, ...] = tuple(BYTE_OFFSET + b for b in range(0xFF, 0xF7, -1))
-"""Ids of the bytes 0xFF..0xF8 (258..251): invalid in UTF-8, so never produced by text."""
-_SENTINELS = frozenset(SENTINEL_IDS)
+SENTINEL_IDS: tuple[int, ...] = BYTE_SENTINEL_IDS
+"""The byte tokenizer's sentinels, the default: ids of the bytes 0xFF..0xF8 (258..251)."""
 _SPAN_SALT = 0x5DEECE66
 
 
@@ -43,28 +43,33 @@ def span_corrupt(
     *,
     noise_density: float = 0.15,
     mean_span_length: float = 3.0,
+    sentinel_ids: Sequence[int] = SENTINEL_IDS,
 ) -> tuple[list[int], list[int]]:
     """One corrupted example ``(inputs, targets)`` of ``ids`` (>= 2 tokens, no EOS), each + EOS.
 
     ``round(len * noise_density)`` tokens (at least 1, at most ``len - 1``) are noise, in
     ``round(noise / mean_span_length)`` spans (at least 1, at most 8); noise and kept lengths are
-    uniform random compositions, and the text starts with kept tokens, as in T5.
+    uniform random compositions, and the text starts with kept tokens, as in T5. Span ``i``
+    is marked by ``sentinel_ids[i]`` (the tokenizer's, default the byte tokenizer's).
     """
     ids = [int(i) for i in ids]
     n = len(ids)
     if n < 2:
         raise ValueError(f"span corruption needs at least 2 tokens, got {n}")
-    if not _SENTINELS.isdisjoint(ids):
-        raise ValueError("text already contains a sentinel id (bytes 0xF8..0xFF): not UTF-8 text")
+    if not set(sentinel_ids).isdisjoint(ids):
+        raise ValueError(
+            f"the text already contains a sentinel id (one of {list(sentinel_ids)}): encode it "
+            "with the tokenizer whose sentinel_ids these are"
+        )
     noise = min(max(int(round(n * noise_density)), 1), n - 1)
     spans = int(round(noise / mean_span_length))
-    spans = min(max(spans, 1), len(SENTINEL_IDS), noise, n - noise)
+    spans = min(max(spans, 1), len(sentinel_ids), noise, n - noise)
     noise_lengths = random_segmentation(noise, spans, rng).tolist()
     kept_lengths = random_segmentation(n - noise, spans, rng).tolist()
     inputs: list[int] = []
     targets: list[int] = []
     start = 0
-    for sentinel, kept, dropped in zip(SENTINEL_IDS, kept_lengths, noise_lengths, strict=False):
+    for sentinel, kept, dropped in zip(sentinel_ids, kept_lengths, noise_lengths, strict=False):
         inputs += ids[start : start + kept] + [sentinel]
         start += kept
         targets += [sentinel] + ids[start : start + dropped]
@@ -73,7 +78,11 @@ def span_corrupt(
 
 
 def span_corruption_pairs(
-    documents: Sequence[Sequence[int]], config: SpanCorruptionConfig, seed: int
+    documents: Sequence[Sequence[int]],
+    config: SpanCorruptionConfig,
+    seed: int,
+    *,
+    sentinel_ids: Sequence[int] = SENTINEL_IDS,
 ) -> tuple[list[list[int]], list[list[int]]]:
     """``(inputs, targets)`` for every piece of every document, ``config.copies`` times.
 
@@ -99,6 +108,7 @@ def span_corruption_pairs(
                 rng,
                 noise_density=config.noise_density,
                 mean_span_length=config.mean_span_length,
+                sentinel_ids=sentinel_ids,
             )
             inputs.append(source)
             targets.append(target)

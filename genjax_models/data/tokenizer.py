@@ -1,8 +1,9 @@
-"""Tokenizers for text data: a UTF-8 byte tokenizer now, subword ones later, one interface.
+"""Tokenizers for text data behind one interface: UTF-8 bytes (the default) and trained subwords.
 
 Id conventions shared with :mod:`genjax_models.models.transformer`: ``PAD_ID = 0`` (padding),
 ``BOS_ID = 1`` (first decoder input, never stored in data), ``EOS_ID = 2`` (ends every source
-and target). A tokenizer is saved as a small JSON file whose ``"kind"`` names its class, so
+and target). :class:`ByteTokenizer` lives here; the trained subword vocabulary is
+:class:`~genjax_models.data.sentencepiece_tokenizer.SentencePieceTokenizer`. A tokenizer is saved as a small JSON file whose ``"kind"`` names its class, so
 :func:`load_tokenizer` can read back any kind registered in ``_LOADERS``.
 """
 
@@ -15,16 +16,20 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+from genjax_models.data.token_ids import (
+    BOS_ID,
+    EOS_ID,
+    FORMAT_VERSION,
+    PAD_ID,
+    UnknownTokenizerError,
+)
+
 BYTE_OFFSET = 3
 """Byte ``b`` has id ``b + BYTE_OFFSET``."""
+BYTE_SENTINEL_IDS: tuple[int, ...] = tuple(BYTE_OFFSET + b for b in range(0xFF, 0xF7, -1))
+"""Ids of the bytes 0xFF..0xF8 (258..251): invalid in UTF-8, so no text encodes to them."""
 
 _BYTE_VOCAB_SIZE = 256 + BYTE_OFFSET
-_FORMAT_VERSION = 1
-
-
-class UnknownTokenizerError(ValueError):
-    """A tokenizer file whose ``kind`` or ``version`` this package cannot read."""
 
 
 class SequenceTooLongError(ValueError):
@@ -35,10 +40,13 @@ class SequenceTooLongError(ValueError):
 class Tokenizer(Protocol):
     """What data pipelines and decoding need from a tokenizer (byte-level or subword).
 
-    ``encode`` returns ids in ``0 .. vocab_size - 1`` that never contain ``pad_id`` or
-    ``bos_id``; ``decode`` inverts it, stopping at the first ``eos_id``; ``save`` writes a JSON
-    file with a ``"kind"`` key that :func:`load_tokenizer` dispatches on.
+    ``encode`` returns ids in ``0 .. vocab_size - 1`` that never contain ``pad_id``,
+    ``bos_id`` or one of the 8 ``sentinel_ids`` (ids no text encodes to, which span corruption
+    puts in place of dropped spans); ``decode`` inverts it, stopping at the first ``eos_id``;
+    ``save`` writes a JSON file with a ``"kind"`` key that :func:`load_tokenizer` dispatches on.
     """
+
+    sentinel_ids: tuple[int, ...]
 
     @property
     def vocab_size(self) -> int: ...
@@ -70,6 +78,7 @@ class ByteTokenizer:
     pad_id = PAD_ID
     bos_id = BOS_ID
     eos_id = EOS_ID
+    sentinel_ids = BYTE_SENTINEL_IDS
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ByteTokenizer)
@@ -112,7 +121,7 @@ class ByteTokenizer:
         """Writes ``{"kind": "byte", "version": 1, ...ids}`` as JSON to ``path``."""
         config = {
             "kind": "byte",
-            "version": _FORMAT_VERSION,
+            "version": FORMAT_VERSION,
             "vocab_size": self.vocab_size,
             "pad_id": PAD_ID,
             "bos_id": BOS_ID,
@@ -142,7 +151,13 @@ class ByteTokenizer:
         return cls()
 
 
-_LOADERS = {"byte": ByteTokenizer.from_config}
+def _load_sentencepiece(config: dict[str, Any]) -> Tokenizer:
+    from genjax_models.data.sentencepiece_tokenizer import SentencePieceTokenizer
+
+    return SentencePieceTokenizer.from_config(config)
+
+
+_LOADERS = {"byte": ByteTokenizer.from_config, "sentencepiece": _load_sentencepiece}
 """``kind`` -> function from the saved JSON dict to a tokenizer; register new kinds here."""
 
 
@@ -170,10 +185,10 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
             f"tokenizer file {path!r} has kind={kind!r}; known kinds: {', '.join(_LOADERS)}"
         )
     version = config.get("version")
-    if version != _FORMAT_VERSION:
+    if version != FORMAT_VERSION:
         raise UnknownTokenizerError(
             f"tokenizer file {path!r} has version={version!r}; this package reads "
-            f"version {_FORMAT_VERSION}: re-save it with this version"
+            f"version {FORMAT_VERSION}: re-save it with this version"
         )
     return _LOADERS[kind](config)
 

@@ -20,19 +20,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax_models.configs import LMConfig, TrainConfig, TransformerOptimConfig, from_dict
+from genjax_models.configs import (
+    LMConfig,
+    TokenizerConfig,
+    TrainConfig,
+    TransformerOptimConfig,
+    from_dict,
+)
 from genjax_models.decoding import sample_decode
 from genjax_models.models.decoder_only import DecoderOnlyLM, init_lm_cache, lm_step_fn, make_lm
 from genjax_models.models.transformer import BOS_ID, EOS_ID, PAD_ID
 from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import execute_run, restore_run, run_identity
+from genjax_models.runs.tokenizers import TOKENIZER_FILE, check_vocab_size, run_tokenizer
 from genjax_models.runs.workdir import check_workdir
 from genjax_models.train.optimizers import transformer_optimizer
 from genjax_models.train.sequence_steps import make_lm_eval_step, make_lm_step
 from genjax_models.train.state import TrainState, init_train_state
 
 DEFAULT_LM_DATASET = "python_docs"
-TOKENIZER_FILE = "tokenizer.json"
 SAMPLE_PROMPT = "The for statement"
 EVAL_ROWS = 64
 """Rows per validation batch (the last one padded with empty rows)."""
@@ -83,10 +89,16 @@ def unigram_baseline(
 
 
 def lm_validation_metrics(
-    model: DecoderOnlyLM, state: TrainState, batches: list[dict[str, np.ndarray]]
+    model: DecoderOnlyLM,
+    state: TrainState,
+    batches: list[dict[str, np.ndarray]],
+    *,
+    text_bytes: int | None = None,
 ) -> dict[str, float]:
     """``loss``, ``nll``, ``accuracy`` per token over ``batches``, ``perplexity = exp(nll)`` and
-    ``bits_per_token = nll / ln 2``."""
+    ``bits_per_token = nll / ln 2``; with ``text_bytes`` (the UTF-8 bytes of the scored text)
+    also ``bits_per_byte``: the whole NLL (EOS tokens included) in bits over those bytes, which
+    compares models with different vocabularies."""
     totals: dict[str, float] = {}
     for batch in batches:
         for name, value in jax.device_get(_eval_sums(model, state, batch)).items():
@@ -95,6 +107,8 @@ def lm_validation_metrics(
     metrics = {name: value / tokens for name, value in totals.items()}
     metrics["perplexity"] = math.exp(metrics["nll"])
     metrics["bits_per_token"] = metrics["nll"] / math.log(2.0)
+    if text_bytes:
+        metrics["bits_per_byte"] = totals["nll"] / math.log(2.0) / text_bytes
     return metrics
 
 
@@ -212,11 +226,15 @@ def sample_length(max_len: int, tokenizer: Any) -> int:
     return max(0, min(SAMPLE_TOKENS, max_len - len(prompt)))
 
 
-def _documents(dataset: str, split: str, data_dir: str | None, tokenizer: Any) -> list[list[int]]:
+def _texts(dataset: str, split: str, data_dir: str | None) -> list[str]:
     from genjax_models.data import load_texts
 
-    texts = load_texts(dataset, split, data_dir=data_dir)
-    return [tokenizer.encode(text) for text in texts if text]
+    return [text for text in load_texts(dataset, split, data_dir=data_dir) if text]
+
+
+def text_bytes(texts: Sequence[str]) -> int:
+    """UTF-8 bytes of ``texts`` (what ``bits_per_byte`` divides by)."""
+    return sum(len(text.encode("utf-8")) for text in texts)
 
 
 def train_lm(
@@ -229,35 +247,46 @@ def train_lm(
     resume: bool = False,
     overwrite: bool = False,
     parallel: DataParallel | None = None,
+    tokenizer: TokenizerConfig | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[TrainState, dict[str, float]]:
     """Trains ``DecoderOnlyLM(config)`` on the documents of ``dataset`` (a corpus spec, see
     :func:`genjax_models.data.load_texts`), packed into rows of ``config.max_len`` tokens.
 
+    ``tokenizer`` picks bytes (default) or a SentencePiece vocabulary trained on the training
+    split first (:mod:`genjax_models.runs.tokenizers`); ``config.vocab_size`` must be its size.
+
     Every ``train.sample_every`` steps (and at the end) the whole validation split is scored
-    (loss, perplexity, bits per token) and a sample continuation of :data:`SAMPLE_PROMPT` is
+    (loss, perplexity, bits per token and per byte) and a sample continuation of :data:`SAMPLE_PROMPT` is
     written to ``DIR/samples/``. Returns the final state and the last metrics, which include the
     unigram baseline (``unigram_entropy``, ``unigram_cross_entropy``, nats per token).
     """
-    from genjax_models.data import ByteTokenizer, PackedLMBatcher
+    from genjax_models.data import PackedLMBatcher
 
     optim = optim or TransformerOptimConfig()
-    tokenizer = ByteTokenizer()
-    if config.vocab_size != tokenizer.vocab_size:
-        raise ValueError(
-            f"vocab_size={config.vocab_size} but the tokenizer has {tokenizer.vocab_size} ids: "
-            f"use --set vocab_size={tokenizer.vocab_size}"
-        )
+    spec = tokenizer or TokenizerConfig()
+    check_vocab_size(config.vocab_size, spec)
     identity = {
         **run_identity("lm", dataset, train, model=config, optim=optim),
-        "tokenizer": "byte",
+        "tokenizer": spec.identity(),
     }
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size, train.grad_accum)
-    check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    resuming = check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     model = make_lm(config)  # a one-line error now for attention='cudnn' off a GPU
-    train_docs = _documents(dataset, "train", data_dir, tokenizer)
-    val_docs = _documents(dataset, "validation", data_dir, tokenizer)
+    train_texts = _texts(dataset, "train", data_dir)
+    val_texts = _texts(dataset, "validation", data_dir)
+    text_tokenizer = run_tokenizer(
+        spec,
+        lambda: train_texts,
+        workdir=train.workdir,
+        resuming=resuming,
+        what=f"{dataset} train",
+        log=log,
+    )
+    train_docs = [text_tokenizer.encode(text) for text in train_texts]
+    val_docs = [text_tokenizer.encode(text) for text in val_texts]
+    val_bytes = text_bytes(val_texts)
     batches = PackedLMBatcher(train_docs, train.batch_size, train.seed, length=config.max_len)
     val_rows = PackedLMBatcher(val_docs, 1, 0, length=config.max_len).num_rows
     val_batches = PackedLMBatcher(
@@ -268,20 +297,20 @@ def train_lm(
         f"genjax-models: {len(train_docs)} training documents, {batches.num_tokens:,} tokens in "
         f"{batches.num_rows} rows of {config.max_len} ({batches.steps_per_epoch} steps per epoch); "
         f"validation: {len(val_docs)} documents, "
-        f"{sum(map(len, val_docs)):,} tokens; unigram entropy {baseline['unigram_entropy']:.3f} "
-        f"nats/token"
+        f"{sum(map(len, val_docs)):,} tokens ({val_bytes / max(sum(map(len, val_docs)), 1):.2f} "
+        f"bytes per token); unigram entropy {baseline['unigram_entropy']:.3f} nats/token"
     )
-    sample_tokens = sample_length(config.max_len, tokenizer)
+    sample_tokens = sample_length(config.max_len, text_tokenizer)
 
     def on_eval(state: TrainState, step: int) -> dict[str, float]:
         del step
-        return lm_validation_metrics(model, state, val_batches)
+        return lm_validation_metrics(model, state, val_batches, text_bytes=val_bytes)
 
     def on_sample(state: TrainState, step: int) -> None:
         if sample_tokens < 1:
             return
         (text,) = generate_text(
-            model, state.params, tokenizer, SAMPLE_PROMPT, max_new=sample_tokens, seed=step
+            model, state.params, text_tokenizer, SAMPLE_PROMPT, max_new=sample_tokens, seed=step
         )
         directory = os.path.join(train.workdir, "samples")
         os.makedirs(directory, exist_ok=True)
@@ -300,7 +329,7 @@ def train_lm(
         overwrite=overwrite,
         on_sample=on_sample,
         on_eval=on_eval,
-        on_workdir_ready=lambda workdir: tokenizer.save(os.path.join(workdir, TOKENIZER_FILE)),
+        on_workdir_ready=lambda workdir: text_tokenizer.save(os.path.join(workdir, TOKENIZER_FILE)),
         log=log,
     )
     return state, {**metrics, **baseline}
@@ -308,7 +337,7 @@ def train_lm(
 
 def load_lm(workdir: str) -> LMRun:
     """Restores the latest checkpoint and the tokenizer of the LM run in ``workdir``."""
-    from genjax_models.data.tokenizer import load_tokenizer
+    from genjax_models.data import load_tokenizer
 
     holder: dict[str, LMConfig] = {}
 

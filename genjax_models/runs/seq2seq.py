@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from genjax_models.configs import (
+    TokenizerConfig,
     TrainConfig,
     TransformerConfig,
     TransformerOptimConfig,
@@ -28,6 +29,12 @@ from genjax_models.models.transformer import EncoderDecoder, make_transformer
 from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import execute_run, restore_run, run_identity
 from genjax_models.runs.init_from import check_init_source, init_params_from, write_report
+from genjax_models.runs.tokenizers import (
+    TOKENIZER_FILE,
+    check_init_tokenizer,
+    check_vocab_size,
+    run_tokenizer,
+)
 from genjax_models.runs.translation import check_decoding_args, translate_ids
 from genjax_models.runs.workdir import check_workdir
 from genjax_models.train.optimizers import transformer_optimizer
@@ -35,7 +42,6 @@ from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2
 from genjax_models.train.state import TrainState, init_train_state
 
 DEFAULT_DATASET = "number_words/en_fr"
-TOKENIZER_FILE = "tokenizer.json"
 INIT_REPORT_FILE = "init_from.json"
 VALIDATION_DECODE_EXAMPLES = 256
 """Validation examples greedy-decoded at every sample step (BLEU / exact match in the log)."""
@@ -70,18 +76,10 @@ def init_seq2seq_state(
     )
 
 
-def _check_vocab(config: TransformerConfig, tokenizer: Any) -> None:
-    if config.vocab_size != tokenizer.vocab_size:
-        raise ValueError(
-            f"vocab_size={config.vocab_size} but the tokenizer has {tokenizer.vocab_size} ids: "
-            f"use --set vocab_size={tokenizer.vocab_size}"
-        )
-
-
-def _tokenized(dataset: str, split: str, data_dir: str | None, tokenizer: Any):
+def _tokenized(dataset: str, split: str, data_dir: str | None, tokenizer: Any, pairs: Any = None):
     from genjax_models.data import encode_pairs, load_text_pairs
 
-    pairs = load_text_pairs(dataset, split, data_dir=data_dir)
+    pairs = pairs if pairs is not None else load_text_pairs(dataset, split, data_dir=data_dir)
     sources, targets = encode_pairs(pairs, tokenizer)
     return pairs, sources, targets
 
@@ -160,9 +158,15 @@ def train_seq2seq(
     pack: bool = False,
     train_split: str = "train",
     init_from: str | None = None,
+    tokenizer: TokenizerConfig | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[TrainState, dict[str, float]]:
     """Trains ``EncoderDecoder(config)`` on ``dataset``'s ``train_split`` (teacher forcing).
+
+    ``tokenizer`` picks bytes (default) or a SentencePiece vocabulary trained on the sources
+    and targets of ``train_split`` (one vocabulary for both sides, as the model shares its
+    embedding); with ``init_from`` the run takes the source run's tokenizer, which ``tokenizer``
+    must name.
 
     Batches are padded to length buckets (one compilation per bucket shape), or with ``pack``
     several examples share each row of ``max_len`` tokens (one shape, segment-masked attention,
@@ -177,29 +181,42 @@ def train_seq2seq(
     loss/accuracy, and BLEU / exact match of greedy translations of its first
     ``VALIDATION_DECODE_EXAMPLES`` sources. Returns the final state and the last metrics.
     """
-    from genjax_models.data import ByteTokenizer, PackedSeq2SeqBatcher, Seq2SeqBatcher
+    from genjax_models.data import PackedSeq2SeqBatcher, Seq2SeqBatcher, load_text_pairs
 
     optim = optim or TransformerOptimConfig()
-    tokenizer = ByteTokenizer()
-    _check_vocab(config, tokenizer)
+    spec = tokenizer or TokenizerConfig()
+    check_vocab_size(config.vocab_size, spec)
     identity = {
         **run_identity("seq2seq", dataset, train, model=config, optim=optim),
-        "tokenizer": "byte",
+        "tokenizer": spec.identity(),
         "pack": pack,
     }
     if train_split != "train":
         identity["train_split"] = train_split
     if init_from is not None:
         check_init_source(init_from)  # not a run, another kind, no checkpoint: errors now
+        check_init_tokenizer(init_from, spec)
         identity["init_from"] = os.path.abspath(init_from)
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size, train.grad_accum)
     resuming = check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     model = make_transformer(config)  # a one-line error now for attention='cudnn' off a GPU
     # the data's errors come before the model is initialised (traced)
-    _, sources, targets = _tokenized(dataset, train_split, data_dir, tokenizer)
+    train_pairs = load_text_pairs(dataset, train_split, data_dir=data_dir)
+    text_tokenizer = run_tokenizer(
+        spec,
+        lambda: [*train_pairs.sources, *train_pairs.targets],
+        workdir=train.workdir,
+        resuming=resuming,
+        what=f"{dataset} {train_split}",
+        init_from=init_from,
+        log=log,
+    )
+    _, sources, targets = _tokenized(dataset, train_split, data_dir, text_tokenizer, train_pairs)
     check_lengths(sources, targets, config.max_len, f"{dataset} {train_split}")
-    val_pairs, val_sources, val_targets = _tokenized(dataset, "validation", data_dir, tokenizer)
+    val_pairs, val_sources, val_targets = _tokenized(
+        dataset, "validation", data_dir, text_tokenizer
+    )
     check_lengths(val_sources, val_targets, config.max_len, f"{dataset} validation")
     buckets = _buckets(config.max_len)
     if pack:
@@ -229,11 +246,11 @@ def train_seq2seq(
             val_batches,
             val_sources[:count],
             list(val_pairs.targets[:count]),
-            tokenizer,
+            text_tokenizer,
         )
 
     def on_workdir_ready(workdir: str) -> None:
-        tokenizer.save(os.path.join(workdir, TOKENIZER_FILE))
+        text_tokenizer.save(os.path.join(workdir, TOKENIZER_FILE))
         if report is not None:
             write_report(report, os.path.join(workdir, INIT_REPORT_FILE))
 
@@ -255,7 +272,7 @@ def train_seq2seq(
 
 def load_seq2seq(workdir: str) -> Seq2SeqRun:
     """Restores the latest checkpoint and the tokenizer of the seq2seq run in ``workdir``."""
-    from genjax_models.data.tokenizer import load_tokenizer
+    from genjax_models.data import load_tokenizer
 
     holder: dict[str, TransformerConfig] = {}
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from genjax_models.configs import (
     SpanCorruptionConfig,
+    TokenizerConfig,
     TrainConfig,
     TransformerConfig,
     TransformerOptimConfig,
@@ -27,11 +28,8 @@ from genjax_models.configs import (
 from genjax_models.models.transformer import EncoderDecoder, make_transformer
 from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import execute_run, run_identity
-from genjax_models.runs.seq2seq import (
-    TOKENIZER_FILE,
-    init_seq2seq_state,
-    validation_batches,
-)
+from genjax_models.runs.seq2seq import init_seq2seq_state, validation_batches
+from genjax_models.runs.tokenizers import TOKENIZER_FILE, check_vocab_size, run_tokenizer
 from genjax_models.runs.workdir import check_workdir
 from genjax_models.train.sequence_steps import make_seq2seq_eval_step, make_seq2seq_step
 from genjax_models.train.state import TrainState
@@ -63,16 +61,16 @@ def _round16(n: float) -> int:
 
 
 def _span_pairs(
-    dataset: str, split: str, data_dir: str | None, tokenizer: Any, span: SpanCorruptionConfig, seed
+    texts: Any, what: str, tokenizer: Any, span: SpanCorruptionConfig, seed
 ) -> tuple[list[list[int]], list[list[int]], int]:
-    from genjax_models.data import load_texts
     from genjax_models.data.span_corruption import span_corruption_pairs
 
-    texts = load_texts(dataset, split, data_dir=data_dir)
     documents = [tokenizer.encode(text, add_eos=False) for text in texts]
-    inputs, targets = span_corruption_pairs(documents, span, seed)
+    inputs, targets = span_corruption_pairs(
+        documents, span, seed, sentinel_ids=tokenizer.sentinel_ids
+    )
     if not inputs:
-        raise ValueError(f"{dataset} {split} has no document of 2 or more tokens to corrupt")
+        raise ValueError(f"{what} has no document of 2 or more tokens to corrupt")
     return inputs, targets, len(documents)
 
 
@@ -87,9 +85,14 @@ def train_span_corruption(
     resume: bool = False,
     overwrite: bool = False,
     parallel: DataParallel | None = None,
+    tokenizer: TokenizerConfig | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[TrainState, dict[str, float]]:
     """Pretrains ``EncoderDecoder(config)`` by span corruption of ``dataset``'s documents.
+
+    ``tokenizer`` picks bytes (default) or a SentencePiece vocabulary trained on the training
+    documents (its sentinel pieces mark the dropped spans); a fine-tuning run started from this
+    one (``--init-from``) uses the same tokenizer.
 
     ``dataset`` is a corpus spec (:func:`genjax_models.data.load_texts`), e.g.
     ``"python_docs,number_words/en_fr@source"``. Training pairs are packed into rows of
@@ -97,16 +100,12 @@ def train_span_corruption(
     span-corrupted validation split (fixed noise) is scored: teacher-forced loss and accuracy
     of the missing spans. Returns the final state and the last metrics.
     """
-    from genjax_models.data import ByteTokenizer, PackedSeq2SeqBatcher
+    from genjax_models.data import PackedSeq2SeqBatcher, load_texts
 
     optim = optim or TransformerOptimConfig()
     span = span or SpanCorruptionConfig()
-    tokenizer = ByteTokenizer()
-    if config.vocab_size != tokenizer.vocab_size:
-        raise ValueError(
-            f"vocab_size={config.vocab_size} but the tokenizer has {tokenizer.vocab_size} ids: "
-            f"use --set vocab_size={tokenizer.vocab_size}"
-        )
+    spec = tokenizer or TokenizerConfig()
+    check_vocab_size(config.vocab_size, spec)
     if span.piece_length + 1 > config.max_len:
         raise ValueError(
             f"piece_length={span.piece_length} needs max_len >= {span.piece_length + 1} (the "
@@ -115,13 +114,24 @@ def train_span_corruption(
         )
     identity = {
         **run_identity("span_corruption", dataset, train, model=config, optim=optim, span=span),
-        "tokenizer": "byte",
+        "tokenizer": spec.identity(),
     }
     parallel = parallel or DataParallel()
     parallel.check_batch_size(train.batch_size, train.grad_accum)
-    check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
+    resuming = check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     model = make_transformer(config)  # a one-line error now for attention='cudnn' off a GPU
-    inputs, targets, count = _span_pairs(dataset, "train", data_dir, tokenizer, span, train.seed)
+    train_texts = load_texts(dataset, "train", data_dir=data_dir)
+    text_tokenizer = run_tokenizer(
+        spec,
+        lambda: train_texts,
+        workdir=train.workdir,
+        resuming=resuming,
+        what=f"{dataset} train",
+        log=log,
+    )
+    inputs, targets, count = _span_pairs(
+        train_texts, f"{dataset} train", text_tokenizer, span, train.seed
+    )
     ratio = sum(map(len, targets)) / sum(map(len, inputs))
     target_length = min(
         config.max_len, _round16(max(max(map(len, targets)), 1.25 * ratio * config.max_len))
@@ -134,7 +144,10 @@ def train_span_corruption(
         input_length=config.max_len,
         target_length=target_length,
     )
-    val_inputs, val_targets, _ = _span_pairs(dataset, "validation", data_dir, tokenizer, span, 0)
+    val_texts = load_texts(dataset, "validation", data_dir=data_dir)
+    val_inputs, val_targets, _ = _span_pairs(
+        val_texts, f"{dataset} validation", text_tokenizer, span, 0
+    )
     val_batches = validation_batches(val_inputs, val_targets, config.max_len)
     log(
         f"genjax-models: {count} documents -> {len(inputs)} span-corrupted pieces, packed into "
@@ -152,6 +165,6 @@ def train_span_corruption(
         resume=resume,
         overwrite=overwrite,
         on_eval=lambda state, step: teacher_forced_metrics(model, state, val_batches),
-        on_workdir_ready=lambda workdir: tokenizer.save(os.path.join(workdir, TOKENIZER_FILE)),
+        on_workdir_ready=lambda workdir: text_tokenizer.save(os.path.join(workdir, TOKENIZER_FILE)),
         log=log,
     )

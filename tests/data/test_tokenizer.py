@@ -106,8 +106,10 @@ def test_load_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no tokenizer file at"):
         load_tokenizer(tmp_path / "missing.json")
     bad_kind = tmp_path / "kind.json"
-    bad_kind.write_text(json.dumps({"kind": "sentencepiece", "version": 1}))
-    with pytest.raises(UnknownTokenizerError, match="kind='sentencepiece'; known kinds: byte"):
+    bad_kind.write_text(json.dumps({"kind": "wordpiece", "version": 1}))
+    with pytest.raises(
+        UnknownTokenizerError, match="kind='wordpiece'; known kinds: byte, sentencepiece"
+    ):
         load_tokenizer(bad_kind)
     bad_version = tmp_path / "version.json"
     bad_version.write_text(json.dumps({"kind": "byte", "version": 7}))
