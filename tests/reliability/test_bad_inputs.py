@@ -700,7 +700,7 @@ API_CASES: list[tuple[str, Callable[[Env], Any], str]] = [
         "temperature=0.0",
     ),
     # step functions
-    ("gan-step-loss", gan_step(loss="wasserstein"), "'wasserstein'"),
+    ("gan-step-loss", gan_step(loss="relativistic"), "'relativistic'"),
     ("gan-step-n-critic", gan_step(n_critic=0), "n_critic=0"),
     ("gan-step-ema", gan_step(ema_decay=1.0), "ema_decay=1.0"),
     (
