@@ -55,8 +55,8 @@ def test_a_validation_split_smaller_than_the_batch_is_scored_whole(
 ) -> None:
     real = seq2seq_run._tokenized
 
-    def three_validation_examples(dataset, split, data_dir, tokenizer):
-        pairs, sources, targets = real(dataset, split, data_dir, tokenizer)
+    def three_validation_examples(dataset, split, data_dir, tokenizer, pairs=None):
+        pairs, sources, targets = real(dataset, split, data_dir, tokenizer, pairs)
         if split != "validation":
             return pairs, sources, targets
         return pairs, sources[:3], targets[:3]
