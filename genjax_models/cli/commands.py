@@ -13,6 +13,7 @@ import os
 
 from genjax_models.cli.parser import UsageError
 from genjax_models.configs import GANConfig, TrainConfig, override
+from genjax_models.configs.overrides import sets_field
 
 # Channels of common image datasets; others take --set channels=N.
 DATASET_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "emnist": 1, "kmnist": 1}
@@ -78,7 +79,7 @@ def run_train(args: argparse.Namespace) -> None:
 
         run_text_train(args, train, common)
     elif args.model == "gan":
-        if args.loss and any(a.split("=")[0].strip() == "loss" for a in args.set):
+        if args.loss and sets_field(args.set, "loss"):
             raise UsageError("--loss and --set loss=... both given: pass one of them")
         config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
         config = override(config, args.set)  # bad --set values fail before any data is read

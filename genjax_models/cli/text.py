@@ -23,6 +23,7 @@ def tokenizer_and_config(args: argparse.Namespace, config: Any) -> tuple[Any, An
     import dataclasses
 
     from genjax_models.configs import TokenizerConfig
+    from genjax_models.configs.overrides import sets_field
 
     if args.tokenizer == "sentencepiece" and args.vocab_size is None:
         raise UsageError("--tokenizer sentencepiece needs --vocab-size N (e.g. --vocab-size 1024)")
@@ -32,8 +33,7 @@ def tokenizer_and_config(args: argparse.Namespace, config: Any) -> tuple[Any, An
             "sentencepiece (the byte tokenizer always has 259 ids)"
         )
     spec = TokenizerConfig(kind=args.tokenizer, vocab_size=args.vocab_size)
-    chosen = any(a.split("=")[0].strip() == "vocab_size" for a in args.set)
-    if spec.kind == "sentencepiece" and not chosen:
+    if spec.kind == "sentencepiece" and not sets_field(args.set, "vocab_size"):
         config = dataclasses.replace(config, vocab_size=spec.vocab_size)
     return spec, config
 

@@ -72,6 +72,11 @@ def override(config: C, assignments: list[str] | tuple[str, ...]) -> C:
     return dataclasses.replace(config, **{**chosen, **changes})
 
 
+def sets_field(assignments: list[str] | tuple[str, ...], name: str) -> bool:
+    """Whether the ``key=value`` strings of ``--set`` give field ``name`` a value."""
+    return any(item.partition("=")[0].strip() == name for item in assignments)
+
+
 def override_all(configs: tuple[Any, ...], assignments: list[str] | tuple[str, ...]) -> tuple:
     """:func:`override` for several configs at once: each ``key=value`` goes to the config that
     has field ``key`` (the first one, if several do; ``preset`` goes to the first config with

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from genjax_models.configs import SENTENCEPIECE_MODEL_TYPES
 from genjax_models.data.token_ids import (
     BOS_ID,
     EOS_ID,
@@ -34,7 +35,6 @@ UNK_ID = 3
 SENTINEL_PIECES: tuple[str, ...] = tuple(f"<extra_id_{i}>" for i in range(8))
 SENTENCEPIECE_SENTINEL_IDS: tuple[int, ...] = tuple(range(UNK_ID + 1, UNK_ID + 1 + 8))
 """Ids 4..11 of the sentinel pieces ``<extra_id_0..7>``."""
-MODEL_TYPES = ("unigram", "bpe")
 
 
 class VocabularySizeError(ValueError):
@@ -119,10 +119,10 @@ class SentencePieceTokenizer:
             what SentencePiece can extract from it; the message names the reachable bound.
         """
         sentencepiece = _import_sentencepiece()
-        if model_type not in MODEL_TYPES:
+        if model_type not in SENTENCEPIECE_MODEL_TYPES:
             raise ValueError(
                 f"model_type={model_type!r} is not a SentencePiece model type: expected one of "
-                f"{', '.join(MODEL_TYPES)}"
+                f"{', '.join(SENTENCEPIECE_MODEL_TYPES)}"
             )
         texts = [text for text in texts if text]
         if not texts:
@@ -214,10 +214,8 @@ class SentencePieceTokenizer:
                 "sentencepiece tokenizer file has no readable 'model_proto': re-save it with "
                 "SentencePieceTokenizer.save(path)"
             ) from None
-        if (
-            config.get("sha256", hashlib.sha256(proto).hexdigest())
-            != hashlib.sha256(proto).hexdigest()
-        ):
+        checksum = hashlib.sha256(proto).hexdigest()
+        if config.get("sha256", checksum) != checksum:
             raise UnknownTokenizerError(
                 "sentencepiece tokenizer file is corrupt (its model_proto does not match its "
                 "sha256): restore it from a backup or retrain the run"

@@ -19,12 +19,13 @@ from genjax_models.configs import TokenizerConfig
 from genjax_models.runs.workdir import read_run
 
 TOKENIZER_FILE = "tokenizer.json"
-BYTE_VOCAB_SIZE = 259
 
 
 def tokenizer_vocab_size(spec: TokenizerConfig) -> int:
     """The number of ids the tokenizer of ``spec`` has (259 for bytes)."""
-    return BYTE_VOCAB_SIZE if spec.kind == "byte" else int(spec.vocab_size or 0)
+    from genjax_models.data.tokenizer import ByteTokenizer
+
+    return ByteTokenizer.vocab_size if spec.kind == "byte" else int(spec.vocab_size or 0)
 
 
 def check_vocab_size(model_vocab_size: int, spec: TokenizerConfig) -> None:
@@ -72,12 +73,12 @@ def run_tokenizer(
       workdir: the run's workdir (its ``tokenizer.json`` is reused when ``resuming``).
       resuming: the run continues from checkpoints in ``workdir``.
       what: names the text in errors, e.g. ``"python_docs train"``.
-      init_from: a pretrained run's workdir whose tokenizer the run must use.
+      init_from: a pretrained run's workdir whose tokenizer the run must use (the caller has
+        checked it against ``spec`` with :func:`check_init_tokenizer`, before reading data).
     """
     from genjax_models.data import ByteTokenizer, load_tokenizer
 
     if init_from is not None:
-        check_init_tokenizer(init_from, spec)
         return load_tokenizer(os.path.join(init_from, TOKENIZER_FILE))
     saved = os.path.join(workdir, TOKENIZER_FILE)
     if resuming and os.path.isfile(saved):

@@ -139,8 +139,9 @@ def run_all(make_step, single_models, multi_models, state, batch) -> dict[str, d
     return {mode: flatten(*results[mode]) for mode in MODES}
 
 
-def gan_results() -> dict[str, dict]:
-    cfg = GAN_CONFIG
+def _dcgan_results(cfg: GANConfig, **step_options) -> dict[str, dict]:
+    """The DCGAN of ``cfg`` (BatchNorm cross-replica on 8 devices), its step built with
+    ``make_gan_step(..., loss=cfg.loss, **step_options)``, in every mode."""
     single, multi = make_dcgan(cfg), make_dcgan(cfg, batch_norm_axis_name=AXIS)
     tx = optax.adam(2e-4, b1=0.5)
     state = init_gan_state(jax.random.PRNGKey(INIT_SEED), *single, tx, tx, cfg.image_shape)
@@ -148,11 +149,14 @@ def gan_results() -> dict[str, dict]:
     batch = {"image": images.astype(np.float32)}
 
     def make_step(generator, discriminator):
-        return make_gan_step(
-            generator, discriminator, loss=cfg.loss, n_critic=cfg.n_critic, ema_decay=cfg.ema_decay
-        )
+        return make_gan_step(generator, discriminator, loss=cfg.loss, **step_options)
 
     return run_all(make_step, single, multi, state, batch)
+
+
+def gan_results() -> dict[str, dict]:
+    cfg = GAN_CONFIG
+    return _dcgan_results(cfg, n_critic=cfg.n_critic, ema_decay=cfg.ema_decay)
 
 
 def gan_regularized_results() -> dict[str, dict]:
@@ -160,19 +164,9 @@ def gan_regularized_results() -> dict[str, dict]:
     and lazy R1 and R2 (interval 2, two critic updates per step: updates 0 and 2 of the
     4 apply them, so both branches of the lazy ``lax.cond`` run)."""
     cfg = GANConfig(latent_dim=8, base_width=8, image_size=16, channels=1, loss="wasserstein")
-    single, multi = make_dcgan(cfg), make_dcgan(cfg, batch_norm_axis_name=AXIS)
-    tx = optax.adam(2e-4, b1=0.5)
-    state = init_gan_state(jax.random.PRNGKey(INIT_SEED), *single, tx, tx, cfg.image_shape)
-    images = np.random.default_rng(DATA_SEED).uniform(-1.0, 1.0, (BATCH, *cfg.image_shape))
-    batch = {"image": images.astype(np.float32)}
-
-    def make_step(generator, discriminator):
-        return make_gan_step(
-            generator, discriminator, loss=cfg.loss, n_critic=2, gp_weight=10.0,
-            r1_gamma=1.0, r2_gamma=0.5, r1_interval=2,
-        )  # fmt: skip
-
-    return run_all(make_step, single, multi, state, batch)
+    return _dcgan_results(
+        cfg, n_critic=2, gp_weight=10.0, r1_gamma=1.0, r2_gamma=0.5, r1_interval=2
+    )
 
 
 def cgan_results() -> dict[str, dict]:
