@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax_models.configs import ClassConditionalConfig
+from genjax_models.nn.partitioning import CLASSES, FEATURES, logical
 from genjax_models.nn.standardize import STANDARDIZE, Standardize
 from genjax_models.validation import check_example_shape
 
@@ -67,13 +68,16 @@ class ClassConditionalGaussian(nn.Module):
         z = standardize(x)  # (B, D)
         log_scale = jnp.sum(jnp.log(standardize.variables["batch_stats"]["scale"]))
         k = self.num_classes
-        class_logits = self.param("class_logits", nn.initializers.zeros, (k,))
-        mean = self.param("mean", nn.initializers.zeros, (k, dim))
+        zeros = nn.initializers.zeros
+        class_logits = self.param("class_logits", logical(zeros, CLASSES), (k,))
+        mean = self.param("mean", logical(zeros, CLASSES, FEATURES), (k, dim))
         params = {
             "precision_factor": self.param(
-                "precision_factor", nn.initializers.zeros, (k, dim, dim)
+                "precision_factor", logical(zeros, CLASSES, FEATURES, FEATURES), (k, dim, dim)
             ),
-            "log_precision_diag": self.param("log_precision_diag", nn.initializers.zeros, (k, dim)),
+            "log_precision_diag": self.param(
+                "log_precision_diag", logical(zeros, CLASSES, FEATURES), (k, dim)
+            ),
         }
         u = precision_factor(params)  # (K, D, D)
         diff = z[:, None, :] - mean[None]  # (B, K, D)

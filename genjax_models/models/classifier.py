@@ -15,6 +15,16 @@ import jax
 import jax.numpy as jnp
 
 from genjax_models.configs import ClassifierConfig
+from genjax_models.nn.partitioning import (
+    CLASSES,
+    CONV_IN,
+    CONV_OUT,
+    EMBED,
+    FEATURES,
+    MLP,
+    constrain_batch,
+    logical,
+)
 from genjax_models.nn.standardize import STANDARDIZE, Standardize
 from genjax_models.validation import InputError, check_example_shape, describe
 
@@ -44,11 +54,13 @@ class CNNClassifier(nn.Module):
         x = x.astype(self.dtype)
         for stage in range(2):
             width = self.width * 2**stage
-            x = nn.relu(nn.Conv(width, (3, 3), dtype=self.dtype)(x))
-            x = nn.relu(nn.Conv(width, (3, 3), strides=(2, 2), dtype=self.dtype)(x))
+            x = nn.relu(_conv(width, 1, self.dtype)(x))
+            x = constrain_batch(nn.relu(_conv(width, 2, self.dtype)(x)))
         x = x.reshape(x.shape[0], -1)  # (B, S/4 * S/4 * 2 * width)
-        features = nn.relu(nn.Dense(self.feature_dim, dtype=self.dtype)(x)).astype(jnp.float32)
-        logits = nn.Dense(self.num_classes, dtype=self.dtype)(features).astype(jnp.float32)
+        hidden = _dense(self.feature_dim, (EMBED, MLP), self.dtype)(x)
+        features = nn.relu(hidden).astype(jnp.float32)
+        logits = _dense(self.num_classes, (MLP, CLASSES), self.dtype)(features)
+        logits = logits.astype(jnp.float32)
         return (logits, features) if return_features else logits
 
 
@@ -77,10 +89,33 @@ class MLPClassifier(nn.Module):
         check_example_shape("MLPClassifier", "inputs", x, self.input_shape)
         h = Standardize(name=STANDARDIZE)(x.reshape(x.shape[0], -1))  # (B, D)
         for _ in range(self.hidden_layers):
-            h = nn.relu(nn.Dense(self.hidden_dim, dtype=self.dtype)(h.astype(self.dtype)))
+            h = nn.relu(_dense(self.hidden_dim, (FEATURES, MLP), self.dtype)(h.astype(self.dtype)))
         features = h.astype(jnp.float32)
-        logits = nn.Dense(self.num_classes, dtype=self.dtype)(features).astype(jnp.float32)
+        logits = _dense(self.num_classes, (FEATURES, CLASSES), self.dtype)(features)
+        logits = logits.astype(jnp.float32)
         return (logits, features) if return_features else logits
+
+
+def _conv(width: int, stride: int, dtype: Any) -> nn.Conv:
+    """A 3x3 convolution whose kernel ``[3, 3, in, width]`` and bias carry logical axis names."""
+    return nn.Conv(
+        width,
+        (3, 3),
+        strides=(stride, stride),
+        dtype=dtype,
+        kernel_init=logical(nn.initializers.lecun_normal(), None, None, CONV_IN, CONV_OUT),
+        bias_init=logical(nn.initializers.zeros, CONV_OUT),
+    )
+
+
+def _dense(features: int, names: tuple[str, str], dtype: Any) -> nn.Dense:
+    """A Dense layer whose kernel ``[in, features]`` is named ``names`` (bias: ``names[1]``)."""
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        kernel_init=logical(nn.initializers.lecun_normal(), *names),
+        bias_init=logical(nn.initializers.zeros, names[1]),
+    )
 
 
 def make_classifier(config: ClassifierConfig) -> CNNClassifier | MLPClassifier:

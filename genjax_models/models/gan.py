@@ -11,12 +11,14 @@ import jax.numpy as jnp
 
 from genjax_models.configs import COMPUTE_DTYPES, GANConfig
 from genjax_models.nn.conv import (
+    CONV_KERNEL_INIT,
     DCGAN_INIT,
     DownBlock,
     SubPixelConvTranspose,
     UpBlock,
     dcgan_batch_norm,
 )
+from genjax_models.nn.partitioning import CLASSES, CONV_IN, CONV_OUT, logical
 
 
 def _log2_blocks(image_size: int) -> int:
@@ -36,7 +38,12 @@ def _dcgan_generator_body(module: nn.Module, h: jax.Array, train: bool) -> jax.A
     """``h: float[batch, n] -> float32[batch, S, S, C]``: dense 4x4 seed, up-blocks, tanh."""
     num_blocks = _log2_blocks(module.image_size)
     width = module.base_width * 2 ** (num_blocks - 1)
-    x = nn.Dense(4 * 4 * width, use_bias=False, dtype=module.dtype, kernel_init=DCGAN_INIT)(h)
+    x = nn.Dense(
+        4 * 4 * width,
+        use_bias=False,
+        dtype=module.dtype,
+        kernel_init=logical(DCGAN_INIT, CONV_IN, CONV_OUT),
+    )(h)
     x = x.reshape(h.shape[0], 4, 4, width)  # (B, 4, 4, W)
     x = nn.relu(dcgan_batch_norm(train, module.dtype, module.batch_norm_axis_name)(x))
     for _ in range(num_blocks - 1):
@@ -73,7 +80,7 @@ def _dcgan_discriminator_features(module: nn.Module, x: jax.Array, train: bool) 
 def _dcgan_logit(module: nn.Module, h: jax.Array) -> jax.Array:
     """The 4x4 valid convolution to one logit: ``[batch, 4, 4, W] -> float32[batch]``."""
     x = nn.Conv(
-        1, (4, 4), padding="VALID", use_bias=False, dtype=module.dtype, kernel_init=DCGAN_INIT
+        1, (4, 4), padding="VALID", use_bias=False, dtype=module.dtype, kernel_init=CONV_KERNEL_INIT
     )(h)  # (B, 1, 1, 1)
     return x.reshape(x.shape[0]).astype(jnp.float32)
 
@@ -160,7 +167,7 @@ class ConditionalGenerator(nn.Module):
             self.latent_dim,
             # A tenth of z's scale: noise drives the image and the label steers it. Embeddings as
             # large as z made the generator ignore z (one image per class, measured on digits).
-            embedding_init=nn.initializers.normal(stddev=0.1),
+            embedding_init=logical(nn.initializers.normal(stddev=0.1), CLASSES, CONV_IN),
             name="label_embedding",
         )(labels)
         h = jnp.concatenate([z, embedding.astype(z.dtype)], axis=-1)  # (B, 2 * latent_dim)
@@ -189,7 +196,10 @@ class ProjectionDiscriminator(nn.Module):
         _check_labels(self, labels, x.shape[0])
         h = _dcgan_discriminator_features(self, x, train)  # (B, 4, 4, W)
         embedding = nn.Embed(
-            self.num_classes, h.shape[-1], embedding_init=DCGAN_INIT, name="label_embedding"
+            self.num_classes,
+            h.shape[-1],
+            embedding_init=logical(DCGAN_INIT, CLASSES, CONV_OUT),
+            name="label_embedding",
         )(labels)  # (B, W)
         pooled = jnp.sum(h.astype(jnp.float32), axis=(1, 2))  # (B, W)
         return _dcgan_logit(self, h) + jnp.sum(embedding * pooled, axis=-1)

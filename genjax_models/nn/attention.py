@@ -29,6 +29,16 @@ import jax.numpy as jnp
 from genjax_models.nn.dropout import dropout
 from genjax_models.nn.embeddings import apply_rotary
 from genjax_models.nn.linear import DenseGeneral
+from genjax_models.nn.partitioning import (
+    BATCH,
+    EMBED,
+    HEADS,
+    KV,
+    KV_HEADS,
+    LENGTH,
+    constrain,
+    logical,
+)
 
 MASKED_LOGIT = -1e30
 """Attention logit of a masked key (finite, so an all-masked row is uniform, not NaN)."""
@@ -119,9 +129,17 @@ def _heads(num_heads: int, features: int, num_kv_heads: int | None) -> tuple[int
     return num_heads, kv_heads, features // num_heads
 
 
-def _projection(features: tuple[int, ...], dtype: Any, name: str) -> nn.Module:
+def _projection(
+    features: tuple[int, ...], names: tuple[str | None, ...], dtype: Any, name: str
+) -> nn.Module:
+    """``[..., d_model] -> [..., *features]``; the kernel ``[d_model, *features]`` is named
+    ``("embed", *names)``."""
     return DenseGeneral(
-        features, use_bias=False, dtype=dtype, kernel_init=ATTENTION_INIT, name=name
+        features,
+        use_bias=False,
+        dtype=dtype,
+        kernel_init=logical(ATTENTION_INIT, EMBED, *names),
+        name=name,
     )
 
 
@@ -131,9 +149,13 @@ def _output(features: int, use_bias: bool, dtype: Any) -> nn.Module:
         axis=(-2, -1),
         use_bias=use_bias,
         dtype=dtype,
-        kernel_init=ATTENTION_INIT,
+        kernel_init=logical(ATTENTION_INIT, HEADS, KV, EMBED),
+        bias_init=logical(nn.initializers.zeros, EMBED),
         name="out",
     )
+
+
+_HEAD_ACTIVATIONS = (BATCH, LENGTH, HEADS, KV)
 
 
 class SelfAttention(nn.Module):
@@ -182,12 +204,15 @@ class SelfAttention(nn.Module):
         features = x.shape[-1]
         heads, kv_heads, head_dim = _heads(self.num_heads, features, self.num_kv_heads)
         if kv_heads == heads:
-            qkv = _projection((3, heads, head_dim), self.dtype, "qkv")(x)  # (B, L, 3, H, Dh)
-            query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+            qkv = _projection((3, heads, head_dim), (None, HEADS, KV), self.dtype, "qkv")(x)
+            query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, L, H, Dh)
         else:
-            query = _projection((heads, head_dim), self.dtype, "query")(x)  # (B, L, H, Dh)
-            key_value = _projection((2, kv_heads, head_dim), self.dtype, "key_value")(x)
+            query = _projection((heads, head_dim), (HEADS, KV), self.dtype, "query")(x)
+            key_value = _projection(
+                (2, kv_heads, head_dim), (None, KV_HEADS, KV), self.dtype, "key_value"
+            )(x)
             key, value = key_value[:, :, 0], key_value[:, :, 1]  # (B, L, G, Dh)
+        query = constrain(query, _HEAD_ACTIVATIONS)
         if rotary_positions is not None:
             query = apply_rotary(query, rotary_positions)
             key = apply_rotary(key, rotary_positions)
@@ -257,8 +282,12 @@ class CrossAttention(nn.Module):
         """``x: [batch, q_len, features]``, ``encoded: [batch, k_len, features]`` -> like ``x``."""
         features = x.shape[-1]
         heads, kv_heads, head_dim = _heads(self.num_heads, features, self.num_kv_heads)
-        query = _projection((heads, head_dim), self.dtype, "query")(x)
-        project = _projection((2, kv_heads, head_dim), self.dtype, "key_value")
+        query = constrain(
+            _projection((heads, head_dim), (HEADS, KV), self.dtype, "query")(x), _HEAD_ACTIVATIONS
+        )
+        project = _projection(
+            (2, kv_heads, head_dim), (None, KV_HEADS, KV), self.dtype, "key_value"
+        )
         if decode and self.has_variable("cache", "cross_key_value"):
             key_value = self.get_variable("cache", "cross_key_value")
         else:

@@ -11,16 +11,24 @@ import jax.numpy as jnp
 from genjax_models.nn.attention import CrossAttention, SelfAttention
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.mlp import MlpBlock
+from genjax_models.nn.partitioning import BATCH, EMBED, LENGTH, constrain, logical
 
 NORM_LAYERS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
 """``norm`` name -> Flax module: LayerNorm (scale and bias) or RMSNorm (scale only, Llama)."""
+
+
+RESIDUAL_ACTIVATIONS = (BATCH, LENGTH, EMBED)
+"""Logical names of the residual stream ``[batch, length, d_model]`` between blocks."""
 
 
 def norm_layer(kind: str, name: str) -> nn.Module:
     """The float32 normalisation layer ``kind`` (``layernorm`` | ``rmsnorm``) named ``name``."""
     if kind not in NORM_LAYERS:
         raise ValueError(f"norm={kind!r}: expected one of {', '.join(NORM_LAYERS)}")
-    return NORM_LAYERS[kind](dtype=jnp.float32, name=name)
+    options: dict = {"scale_init": logical(nn.initializers.ones, EMBED)}
+    if kind == "layernorm":
+        options["bias_init"] = logical(nn.initializers.zeros, EMBED)
+    return NORM_LAYERS[kind](dtype=jnp.float32, name=name, **options)
 
 
 class TransformerBlock(nn.Module):
@@ -87,6 +95,7 @@ class TransformerBlock(nn.Module):
         def normed(name: str) -> jax.Array:
             return norm_layer(self.norm, name)(x).astype(self.dtype)
 
+        x = constrain(x, RESIDUAL_ACTIVATIONS)  # the block boundary: batch split, width whole
         attention_options = {
             "dtype": self.dtype,
             "dropout_rate": self.attention_dropout_rate,

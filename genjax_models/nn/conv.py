@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from genjax_models.nn.partitioning import CONV_IN, CONV_OUT, constrain_batch, logical
+
 DCGAN_INIT = nn.initializers.normal(stddev=0.02)
 """N(0, 0.02) weight initialisation from the DCGAN paper."""
 
@@ -32,6 +34,9 @@ def dcgan_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.fl
     """BatchNorm scale initialised to N(1, 0.02), as in the DCGAN reference implementation."""
     return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
+
+CONV_KERNEL_INIT = logical(DCGAN_INIT, None, None, CONV_IN, CONV_OUT)
+""":data:`DCGAN_INIT` for a ``[kh, kw, in, out]`` kernel, with its logical axis names."""
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -93,10 +98,14 @@ class SubPixelConvTranspose(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
+        kernel = self.param(
+            "kernel",
+            logical(self.kernel_init, None, None, CONV_IN, CONV_OUT),
+            (4, 4, x.shape[-1], self.features),
+        )
         y = conv_transpose_2x(x.astype(self.dtype), kernel.astype(self.dtype))
         if self.use_bias:
-            bias = self.param("bias", nn.initializers.zeros, (self.features,))
+            bias = self.param("bias", logical(nn.initializers.zeros, CONV_OUT), (self.features,))
             y = y + bias.astype(self.dtype)
         return y
 
@@ -115,7 +124,7 @@ class UpBlock(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = SubPixelConvTranspose(self.features, dtype=self.dtype)(x)
         x = dcgan_batch_norm(train, self.dtype, self.batch_norm_axis_name)(x)
-        return nn.relu(x)
+        return constrain_batch(nn.relu(x))
 
 
 class DownBlock(nn.Module):
@@ -138,11 +147,12 @@ class DownBlock(nn.Module):
             padding=((1, 1), (1, 1)),
             use_bias=not self.use_batch_norm,
             dtype=self.dtype,
-            kernel_init=DCGAN_INIT,
+            kernel_init=CONV_KERNEL_INIT,
+            bias_init=logical(nn.initializers.zeros, CONV_OUT),
         )(x)
         if self.use_batch_norm:
             x = dcgan_batch_norm(train, self.dtype, self.batch_norm_axis_name)(x)
-        return nn.leaky_relu(x, negative_slope=0.2)
+        return constrain_batch(nn.leaky_relu(x, negative_slope=0.2))
 
 
 def dcgan_batch_norm(train: bool, dtype: Any, axis_name: str | None = None) -> nn.BatchNorm:
@@ -156,6 +166,7 @@ def dcgan_batch_norm(train: bool, dtype: Any, axis_name: str | None = None) -> n
         momentum=0.9,
         epsilon=1e-5,
         dtype=dtype,
-        scale_init=dcgan_scale_init,
+        scale_init=logical(dcgan_scale_init, CONV_OUT),
+        bias_init=logical(nn.initializers.zeros, CONV_OUT),
         axis_name=axis_name,
     )

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax_models.nn.partitioning import EMBED, POSITIONS, VOCAB, logical
+
 POSITION_KINDS = ("sinusoidal", "learned")
 
 
@@ -45,7 +47,9 @@ class PositionEmbedding(nn.Module):
             table = jnp.asarray(sinusoidal_table(self.max_len, self.features))
         elif self.kind == "learned":
             table = self.param(
-                "table", nn.initializers.normal(stddev=0.02), (self.max_len, self.features)
+                "table",
+                logical(nn.initializers.normal(stddev=0.02), POSITIONS, EMBED),
+                (self.max_len, self.features),
             )
         else:
             raise ValueError(f"kind={self.kind!r}: expected one of {', '.join(POSITION_KINDS)}")
@@ -81,6 +85,6 @@ def token_embedding(vocab_size: int, features: int, dtype: jnp.dtype, name: str)
         vocab_size,
         features,
         dtype=dtype,
-        embedding_init=nn.initializers.normal(stddev=1.0),
+        embedding_init=logical(nn.initializers.normal(stddev=1.0), VOCAB, EMBED),
         name=name,
     )

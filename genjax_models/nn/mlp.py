@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from genjax_models.nn.dropout import Dropout
 from genjax_models.nn.linear import Dense
+from genjax_models.nn.partitioning import BATCH, EMBED, MLP, constrain, logical
 
 ACTIVATION_FUNCTIONS = {"relu": nn.relu, "gelu": nn.gelu, "swiglu": nn.silu}
 """The MLP's nonlinearity; ``swiglu`` is SiLU on a gate, multiplied by a second projection."""
@@ -45,14 +46,21 @@ class MlpBlock(nn.Module):
             )
         features = x.shape[-1]
 
-        def dense(width: int, name: str) -> nn.Module:
+        def dense(width: int, names: tuple[str, str], name: str) -> nn.Module:
             return Dense(
-                width, use_bias=self.use_bias, dtype=self.dtype, kernel_init=DENSE_INIT, name=name
+                width,
+                use_bias=self.use_bias,
+                dtype=self.dtype,
+                kernel_init=logical(DENSE_INIT, *names),
+                bias_init=logical(nn.initializers.zeros, names[1]),
+                name=name,
             )
 
+        up = (EMBED, MLP)
         if self.activation == "swiglu":
-            h = nn.silu(dense(self.mlp_dim, "wi_gate")(x)) * dense(self.mlp_dim, "wi_up")(x)
+            h = nn.silu(dense(self.mlp_dim, up, "wi_gate")(x)) * dense(self.mlp_dim, up, "wi_up")(x)
         else:
-            h = ACTIVATION_FUNCTIONS[self.activation](dense(self.mlp_dim, "wi")(x))
+            h = ACTIVATION_FUNCTIONS[self.activation](dense(self.mlp_dim, up, "wi")(x))
+        h = constrain(h, (BATCH,) + (None,) * (h.ndim - 2) + (MLP,))
         h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
-        return dense(features, "wo")(h)
+        return dense(features, (MLP, EMBED), "wo")(h)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from genjax_models.nn.blocks import TransformerBlock
 from genjax_models.nn.linear import Dense, attend
 from genjax_models.nn.mlp import DENSE_INIT
+from genjax_models.nn.partitioning import BATCH, EMBED, LAYERS, LENGTH, VOCAB, constrain, logical
 
 REMAT_POLICIES: dict[str, Callable[..., Any] | None] = {
     "minimal": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
@@ -73,6 +74,7 @@ def transformer_stack(
             split_rngs={"params": True, "dropout": True},
             in_axes=(nn.broadcast,) * 6,  # pyright: ignore[reportArgumentType] (Flax accepts a tuple)
             length=count,
+            metadata_params={nn.PARTITION_NAME: LAYERS},
         )(scan_carry=True, name=f"{prefix}s", **options)
 
         def run_scanned(x: jax.Array, *args: Any) -> jax.Array:
@@ -103,10 +105,11 @@ def output_logits(x: jax.Array, embedding: nn.Embed | None, config: Any) -> jax.
             config.vocab_size,
             use_bias=config.use_bias,
             dtype=dtype,
-            kernel_init=DENSE_INIT,
+            kernel_init=logical(DENSE_INIT, EMBED, VOCAB),
+            bias_init=logical(nn.initializers.zeros, VOCAB),
             name="logits",
         )(x)
-    return logits.astype(jnp.float32)
+    return constrain(logits.astype(jnp.float32), (BATCH, LENGTH, VOCAB))
 
 
 def stack_layers(params: dict, prefix: str = "layer") -> dict:

@@ -17,9 +17,27 @@ from genjax_models.parallel.plans import (
     pmap_parallel,
     shard_map_parallel,
 )
+from genjax_models.parallel.sharding import (
+    DEFAULT_RULES,
+    MESH_AXES,
+    MeshError,
+    make_named_mesh,
+    parse_mesh,
+    parse_rules,
+    sharding_report,
+    state_shardings,
+)
 
 __all__ = [
     "AXIS",
+    "DEFAULT_RULES",
+    "MESH_AXES",
+    "MeshError",
+    "make_named_mesh",
+    "parse_mesh",
+    "parse_rules",
+    "sharding_report",
+    "state_shardings",
     "PARALLEL_KINDS",
     "DataParallel",
     "ParallelError",

@@ -27,6 +27,7 @@ on how many processes share it. ``jit`` and ``shard_map`` span processes; ``pmap
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -36,6 +37,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from genjax_models.nn.partitioning import Rules, activation_rules
+from genjax_models.parallel.sharding import (
+    DEFAULT_RULES,
+    batch_shards,
+    batch_spec,
+    check_rules,
+    format_mesh,
+    state_shardings,
+)
 from genjax_models.train.state import step_rng
 from genjax_models.train.step_parts import DATA_AXIS
 
@@ -78,11 +88,24 @@ class DataParallel:
 
     kind: str = "jit"
     mesh: Mesh = dataclasses.field(default_factory=make_mesh)
+    rules: Rules = DEFAULT_RULES
 
     def __post_init__(self) -> None:
         if self.kind not in PARALLEL_KINDS:
             raise ParallelError(
                 f"parallel={self.kind!r} is invalid: expected one of {', '.join(PARALLEL_KINDS)}"
+            )
+        if self.rules is not DEFAULT_RULES:
+            check_rules(self.rules, self.mesh)
+        model_axes = [
+            f"{a}={self.mesh.shape[a]}"
+            for a in self.mesh.axis_names
+            if a != AXIS and self.mesh.shape[a] > 1
+        ]
+        if self.kind != "jit" and model_axes:
+            raise ParallelError(
+                f"--parallel {self.kind} splits the batch only, but the mesh has "
+                f"{', '.join(model_axes)}: use --parallel jit (the default) with --mesh"
             )
         if self.kind not in MULTI_PROCESS_KINDS and jax.process_count() > 1:
             raise ParallelError(
@@ -95,6 +118,18 @@ class DataParallel:
         return self.mesh.size
 
     @property
+    def batch_shards(self) -> int:
+        """How many parts each batch is split into: the mesh's data x fsdp."""
+        return batch_shards(self.mesh)
+
+    @property
+    def sharded_model(self) -> bool:
+        """True when the mesh splits parameters (an ``fsdp`` or ``tensor`` axis of size > 1)."""
+        return self.batch_shards != self.num_devices or any(
+            self.mesh.shape[a] > 1 for a in self.mesh.axis_names if a != AXIS
+        )
+
+    @property
     def batch_norm_axis_name(self) -> str | None:
         """``"data"`` where the step runs per device (shard_map, pmap), else None."""
         return None if self.kind == "jit" else AXIS
@@ -102,27 +137,36 @@ class DataParallel:
     def describe(self) -> str:
         """E.g. ``"8x cpu, jit"`` (``"2 processes x 4 cpu, jit"`` across processes)."""
         platform = self.mesh.devices.flat[0].platform
+        mesh = f", mesh {format_mesh(dict(self.mesh.shape))}" if self.sharded_model else ""
         if jax.process_count() > 1:
             local = self.num_devices // jax.process_count()
-            return f"{jax.process_count()} processes x {local} {platform}, {self.kind}"
-        return f"{self.num_devices}x {platform}, {self.kind}"
+            return f"{jax.process_count()} processes x {local} {platform}, {self.kind}{mesh}"
+        return f"{self.num_devices}x {platform}, {self.kind}{mesh}"
 
     def check_batch_size(self, batch_size: int, grad_accum: int = 1) -> None:
         """One-line error when the global batch does not split evenly over devices and hosts
         (and, with ``grad_accum`` K, into K microbatches on every device)."""
-        if grad_accum > 1 and batch_size % (self.num_devices * grad_accum):
-            parts = self.num_devices * grad_accum
+        shards = self.batch_shards
+        over = (
+            f"{shards} device(s)"
+            if shards == self.num_devices
+            else f"data x fsdp = {shards} batch shards"
+        )
+        if grad_accum > 1 and batch_size % (shards * grad_accum):
+            parts = shards * grad_accum
             raise ParallelError(
                 f"--grad-accum {grad_accum} does not divide the batch: batch_size={batch_size} "
-                f"over {self.num_devices} device(s) x {grad_accum} microbatches; use a multiple "
+                f"over {over} x {grad_accum} microbatches; use a multiple "
                 f"of {parts} (e.g. --batch-size {-(-batch_size // parts) * parts})"
             )
-        parts = self.num_devices
+        parts = shards
         if batch_size % parts or batch_size % jax.process_count():
+            parts = math.lcm(parts, jax.process_count())
             multiple = -(-batch_size // parts) * parts
             spread = f" of {jax.process_count()} processes" if jax.process_count() > 1 else ""
+            what = f"the {shards} devices" if shards == self.num_devices else over
             raise ParallelError(
-                f"batch_size={batch_size} is not divisible by the {parts} devices{spread}: use a "
+                f"batch_size={batch_size} is not divisible by {what}{spread}: use a "
                 f"multiple of {parts} (e.g. --batch-size {multiple})"
             )
 
@@ -132,19 +176,30 @@ class DataParallel:
         return NamedSharding(self.mesh, P())
 
     def _sharded(self) -> NamedSharding:
+        if self.kind == "jit":
+            return NamedSharding(self.mesh, batch_spec(self.mesh))
         return NamedSharding(self.mesh, P(AXIS))
 
+    def state_shardings(self, state: Any) -> Any:
+        """The ``NamedSharding`` of every leaf of ``state`` under this plan: from the logical
+        axis names of its parameters and :attr:`rules` (jit), replicated otherwise."""
+        if self.kind != "jit":
+            return jax.tree.map(lambda _: self._replicated(), state)
+        return state_shardings(state, self.mesh, self.rules)
+
     def put_state(self, state: Any) -> Any:
-        """Places a plain state: replicated on the mesh, or with a leading device axis (pmap)."""
+        """Places a plain state: each leaf with its sharding (jit: replicated on a data mesh,
+        split by the rules on a mesh with fsdp/tensor axes), or with a leading device axis (pmap).
+        """
         if jax.process_count() > 1:  # every process holds the same plain state on the host
-            return jax.device_put(jax.device_get(state), self._replicated())
+            return jax.device_put(jax.device_get(state), self.state_shardings(state))
         if self.kind == "pmap":
             host = jax.device_get(state)
             stacked = jax.tree.map(
                 lambda x: np.broadcast_to(x, (self.num_devices, *np.shape(x))), host
             )
             return jax.device_put(stacked, self._sharded())
-        return jax.device_put(state, self._replicated())
+        return jax.device_put(state, self.state_shardings(state))
 
     def unplace(self, state: Any) -> Any:
         """The plain state (what checkpoints and sampling use) from a placed one."""
@@ -180,26 +235,7 @@ class DataParallel:
             return step(state, batch, step_rng(state), axis_name=axis_name)
 
         if self.kind == "jit":
-            replicated = self._replicated()
-            jitted = jax.jit(
-                keyed,
-                in_shardings=(replicated, self._sharded()),
-                out_shardings=(replicated, replicated),
-                donate_argnums=0,
-            )
-
-            def under_mesh(state: Any, batch: Any) -> tuple[Any, Any]:
-                # The mesh lets the step shard values it creates (noise) like the batch.
-                with jax.set_mesh(self.mesh):
-                    return jitted(state, batch)
-
-            def lower(state: Any, batch: Any) -> Any:  # ahead-of-time, as jax.jit's .lower
-                with jax.set_mesh(self.mesh):
-                    return jitted.lower(state, batch)
-
-            under_mesh._cache_size = jitted._cache_size  # type: ignore[attr-defined]
-            under_mesh.lower = lower  # type: ignore[attr-defined]
-            return under_mesh
+            return self._wrap_jit(keyed)
         if self.kind == "shard_map":
             mapped = jax.shard_map(
                 partial(keyed, axis_name=AXIS),
@@ -214,6 +250,40 @@ class DataParallel:
             devices=list(self.mesh.devices.flat),
             donate_argnums=0,
         )
+
+    def _wrap_jit(self, keyed: Callable[..., tuple[Any, Any]]) -> Callable:
+        """``jax.jit`` with the state's shardings in and out (built on the first call, from the
+        state's structure), traced under the mesh and the logical axis rules so that the step's
+        activation constraints (:func:`genjax_models.nn.partitioning.constrain`) apply."""
+        replicated = self._replicated()
+        compiled: dict[str, Any] = {}
+
+        def jitted_for(state: Any) -> Any:
+            if "fn" not in compiled:
+                shardings = self.state_shardings(state)
+                compiled["fn"] = jax.jit(
+                    keyed,
+                    in_shardings=(shardings, self._sharded()),
+                    out_shardings=(shardings, replicated),
+                    donate_argnums=0,
+                )
+            return compiled["fn"]
+
+        def under_mesh(state: Any, batch: Any) -> tuple[Any, Any]:
+            # The mesh lets the step shard values it creates (noise) like the batch.
+            with jax.set_mesh(self.mesh), activation_rules(self.rules):
+                return jitted_for(state)(state, batch)
+
+        def lower(state: Any, batch: Any) -> Any:  # ahead-of-time, as jax.jit's .lower
+            with jax.set_mesh(self.mesh), activation_rules(self.rules):
+                return jitted_for(state).lower(state, batch)
+
+        def cache_size() -> int:
+            return compiled["fn"]._cache_size() if "fn" in compiled else 0
+
+        under_mesh._cache_size = cache_size  # type: ignore[attr-defined]
+        under_mesh.lower = lower  # type: ignore[attr-defined]
+        return under_mesh
 
 
 def process_rows(sharding: NamedSharding, batch_size: int) -> slice:

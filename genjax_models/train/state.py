@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import flax.core
 import flax.linen as nn
 import flax.struct
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import optax
@@ -20,6 +22,12 @@ if TYPE_CHECKING:
     from typing import Self
 
 PyTree = Any
+
+ParamAxes = tuple[tuple[tuple[str, ...], tuple[str | None, ...]], ...]
+"""The logical axis names of every parameter: ``((path, names), ...)`` sorted by path, e.g.
+``(("decoder", "mlp", "wi", "kernel"), ("embed", "mlp"))``; a parameter created without names
+has ``None`` for each dimension. Static (hashable) state metadata, never saved: rebuilt with the
+model, and read by the sharding plans of :mod:`genjax_models.parallel`."""
 
 
 @flax.struct.dataclass
@@ -33,6 +41,7 @@ class TrainState:
       batch_stats: BatchNorm running statistics (``{}`` when the model has none).
       opt_state: the optax state of ``tx``.
       tx: the optax transformation (static, not saved: rebuilt from the config).
+      param_axes: the logical axis names of ``params`` (static, see :data:`ParamAxes`).
     """
 
     step: jax.Array
@@ -41,6 +50,7 @@ class TrainState:
     batch_stats: PyTree
     opt_state: PyTree
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    param_axes: ParamAxes = flax.struct.field(pytree_node=False, default=())
 
     if TYPE_CHECKING:  # added by ``flax.struct.dataclass``, which type checkers cannot see
 
@@ -59,6 +69,8 @@ class GANState:
       g_opt_state, d_opt_state: optax states of ``g_tx`` and ``d_tx``.
       ema_g_params: exponential moving average of ``g_params``, used for sampling.
       g_tx, d_tx: optax transformations (static, not saved: rebuilt from the config).
+      g_param_axes, d_param_axes: logical axis names of ``g_params`` (and ``ema_g_params``) and
+        ``d_params`` (static, see :data:`ParamAxes`).
     """
 
     step: jax.Array
@@ -72,6 +84,8 @@ class GANState:
     ema_g_params: PyTree
     g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
     d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    g_param_axes: ParamAxes = flax.struct.field(pytree_node=False, default=())
+    d_param_axes: ParamAxes = flax.struct.field(pytree_node=False, default=())
 
     if TYPE_CHECKING:  # added by ``flax.struct.dataclass``, which type checkers cannot see
 
@@ -83,12 +97,35 @@ def step_rng(state: TrainState | GANState) -> jax.Array:
     return jax.random.fold_in(state.rng, state.step)
 
 
-def _init_variables(
+def param_axes(boxed_params: PyTree) -> ParamAxes:
+    """The :data:`ParamAxes` of a parameter tree as ``model.init`` makes it (leaves boxed in
+    ``nn.Partitioned`` where the model named their axes; arrays or shape structs elsewhere)."""
+    flat = flax.traverse_util.flatten_dict(
+        flax.core.unfreeze(boxed_params), is_leaf=lambda _, v: not isinstance(v, dict)
+    )
+    axes = []
+    for path, leaf in flat.items():
+        if isinstance(leaf, nn.Partitioned):
+            names = tuple(leaf.names)
+        else:
+            names = (None,) * len(jnp.shape(leaf))
+        axes.append((tuple(str(p) for p in path), names))
+    return tuple(sorted(axes))
+
+
+def init_variables(
     module: nn.Module, key: jax.Array, example: ArrayLike | tuple[ArrayLike, ...]
-) -> tuple[PyTree, PyTree]:
+) -> tuple[PyTree, PyTree, ParamAxes]:
+    """``(params, batch_stats, param_axes)`` of ``module.init(key, *example, train=False)``:
+    plain float32 arrays (the ``nn.Partitioned`` boxes stripped) and their logical axis names."""
     examples = example if isinstance(example, tuple) else (example,)
-    variables = jax.jit(lambda k, xs: module.init(k, *xs, train=False))(key, examples)
-    return variables["params"], variables.get("batch_stats", {})
+
+    def init(k: jax.Array, xs: tuple) -> Any:
+        return module.init(k, *xs, train=False)
+
+    boxed = jax.eval_shape(init, key, examples)
+    variables = jax.jit(lambda k, xs: nn.unbox(init(k, xs)))(key, examples)
+    return variables["params"], variables.get("batch_stats", {}), param_axes(boxed["params"])
 
 
 def init_gan_state(
@@ -118,10 +155,10 @@ def init_gan_state(
     latent_dim = resolve_latent_dim(generator, latent_dim)
     g_key, d_key, run_key = jax.random.split(rng, 3)
     labels = (jnp.zeros((1,), jnp.int32),) if conditional else ()
-    g_params, g_stats = _init_variables(
+    g_params, g_stats, g_axes = init_variables(
         generator, g_key, (jnp.zeros((1, latent_dim), jnp.float32), *labels)
     )
-    d_params, d_stats = _init_variables(
+    d_params, d_stats, d_axes = init_variables(
         discriminator, d_key, (jnp.zeros((1, *image_shape), jnp.float32), *labels)
     )
     return GANState(
@@ -136,6 +173,8 @@ def init_gan_state(
         ema_g_params=jax.tree.map(jnp.copy, g_params),
         g_tx=g_tx,
         d_tx=d_tx,
+        g_param_axes=g_axes,
+        d_param_axes=d_axes,
     )
 
 
@@ -151,7 +190,7 @@ def init_train_state(
     encoder-decoder.
     """
     init_key, run_key = jax.random.split(rng)
-    params, batch_stats = _init_variables(model, init_key, example_input)
+    params, batch_stats, axes = init_variables(model, init_key, example_input)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         rng=run_key,
@@ -159,6 +198,7 @@ def init_train_state(
         batch_stats=batch_stats,
         opt_state=jax.jit(tx.init)(params),
         tx=tx,
+        param_axes=axes,
     )
 
 

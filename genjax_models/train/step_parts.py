@@ -24,6 +24,8 @@ from genjax_models.train.state import PyTree
 
 DATA_AXIS = "data"
 """The mesh axis that batches are split over (:mod:`genjax_models.parallel.plans`)."""
+BATCH_MESH_AXES = (DATA_AXIS, "fsdp")
+"""Every mesh axis that batches are split over (fully sharded data parallelism adds ``fsdp``)."""
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -51,7 +53,8 @@ def global_example_index(batch_size: int, axis_name: str | None) -> jax.Array:
 
 
 def shard_like_batch(x: jax.Array) -> jax.Array:
-    """Splits ``x``'s leading dimension over the mesh's ``"data"`` axis, as the batch is.
+    """Splits ``x``'s leading dimension over the mesh's batch axes (``data``, ``fsdp``), as the
+    batch is.
 
     Applies under a mesh with that axis (the jit data-parallel plan traces inside
     ``jax.set_mesh``); elsewhere returns ``x`` unchanged. Values the step makes from no input
@@ -59,9 +62,17 @@ def shard_like_batch(x: jax.Array) -> jax.Array:
     (the whole generator) on the full global batch on every device.
     """
     mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or DATA_AXIS not in mesh.axis_names or x.shape[0] % mesh.shape[DATA_AXIS]:
+    if mesh.empty:
         return x
-    return lax.with_sharding_constraint(x, P(DATA_AXIS))
+    axes = tuple(a for a in BATCH_MESH_AXES if a in mesh.axis_names and mesh.shape[a] > 1)
+    if not axes:
+        axes = (DATA_AXIS,) if DATA_AXIS in mesh.axis_names else ()
+    parts = 1
+    for axis in axes:
+        parts *= mesh.shape[axis]
+    if not axes or x.shape[0] % parts:
+        return x
+    return lax.with_sharding_constraint(x, P(axes[0] if len(axes) == 1 else axes))
 
 
 def per_example_draw(
