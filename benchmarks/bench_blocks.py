@@ -29,6 +29,7 @@ import os
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -168,7 +169,7 @@ def kv_cache_rows(batch: int = 8, positions: int = 1024) -> list[dict]:
             max_len=positions,
         )
         model = make_lm(config)
-        params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
+        params = nn.unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32)))["params"]
         cache = jax.eval_shape(
             lambda p, m=model: init_lm_cache(m, p, jnp.zeros((batch, 0), jnp.int32), positions),
             params,

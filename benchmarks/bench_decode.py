@@ -22,6 +22,7 @@ import sys
 import time
 from functools import partial
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     inputs = jnp.asarray(
         synthetic_batch(args.batch_size, args.source_length, config.vocab_size)["inputs"]
     )
-    params = model.init(jax.random.PRNGKey(0), inputs[:1], inputs[:1, :1])["params"]
+    params = nn.unbox(model.init(jax.random.PRNGKey(0), inputs[:1], inputs[:1, :1]))["params"]
     rows = []
     print(
         f"decoding, {args.size} model, {args.batch_size} sources x {args.source_length} tokens, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +28,7 @@ def _random_variables(seed: int = 0) -> dict:
     model = ClassConditionalGaussian(num_classes=K)
     rng = np.random.default_rng(seed)
     x = (rng.normal(size=(50, D)) * [1.0, 5.0, 0.1, 2.0] + [3.0, -1.0, 0.0, 10.0]).astype("f4")
-    variables = model.init(jax.random.PRNGKey(seed), x[:1])
+    variables = nn.unbox(model.init(jax.random.PRNGKey(seed), x[:1]))
     params = jax.tree.map(
         lambda p: p + 0.3 * rng.normal(size=p.shape).astype(np.float32), variables["params"]
     )
@@ -94,7 +95,7 @@ def test_samples_have_the_stated_class_moments() -> None:
 def test_images_are_flattened_and_samples_keep_the_image_shape() -> None:
     model = ClassConditionalGaussian(num_classes=2)
     images = jnp.zeros((3, 4, 4, 1))
-    variables = model.init(jax.random.PRNGKey(0), images)
+    variables = nn.unbox(model.init(jax.random.PRNGKey(0), images))
     assert variables["params"]["mean"].shape == (2, 16)
     assert model.apply(variables, images).shape == (3, 2)
     samples = sample_class_conditional(
@@ -111,7 +112,7 @@ def test_covariance_prior_gives_the_map_estimate_sample_covariance_plus_c_over_p
     rng = np.random.default_rng(0)
     labels = np.array([0] * 30 + [1] * 10)
     x = rng.normal(size=(40, 3)) + labels[:, None] * 2.0  # standardisation left at 0 / 1
-    stats = model.init(jax.random.PRNGKey(0), x[:1].astype(np.float32))["batch_stats"]
+    stats = nn.unbox(model.init(jax.random.PRNGKey(0), x[:1].astype(np.float32)))["batch_stats"]
     params = {"class_logits": np.log([0.75, 0.25]), "mean": [], "u": []}
     for k, prior in enumerate((0.75, 0.25)):
         rows = x[labels == k]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +21,7 @@ def _features(n: int = 64, seed: int = 0) -> np.ndarray:
 def test_standardize_statistics_are_stored_and_applied() -> None:
     x = _features()
     model = MLPClassifier(num_classes=2, hidden_layers=0)
-    variables = model.init(jax.random.PRNGKey(0), x[:1])
+    variables = nn.unbox(model.init(jax.random.PRNGKey(0), x[:1]))
     assert set(variables["batch_stats"]["standardize"]) == {"mean", "scale"}
     stats = with_input_statistics(variables["batch_stats"], x)
     np.testing.assert_allclose(stats["standardize"]["mean"], x.mean(0), rtol=1e-5)
@@ -47,7 +48,7 @@ def test_logistic_regression_is_affine_and_mlp_is_not() -> None:
     a, b = x[:1], x[1:2]
     for layers, affine in ((0, True), (2, False)):
         model = MLPClassifier(num_classes=2, hidden_layers=layers, hidden_dim=16)
-        variables = model.init(jax.random.PRNGKey(1), x[:1])
+        variables = nn.unbox(model.init(jax.random.PRNGKey(1), x[:1]))
         variables = {
             "params": variables["params"],
             "batch_stats": with_input_statistics(variables["batch_stats"], x),
@@ -63,12 +64,12 @@ def test_make_classifier_picks_the_architecture_and_features_come_back() -> None
     assert isinstance(model, MLPClassifier) and model.hidden_dim == 8
     assert isinstance(make_classifier(ClassifierConfig()), CNNClassifier)
     x = jnp.asarray(_features(5))
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = nn.unbox(model.init(jax.random.PRNGKey(0), x))
     logits, features = model.apply(variables, x, return_features=True)
     assert logits.shape == (5, 3) and features.shape == (5, 8)
     images = jnp.zeros((2, 8, 8, 1))  # an MLP also reads (flattened) images
     flat = MLPClassifier(num_classes=10)
-    assert flat.apply(flat.init(jax.random.PRNGKey(0), images), images).shape == (2, 10)
+    assert flat.apply(nn.unbox(flat.init(jax.random.PRNGKey(0), images)), images).shape == (2, 10)
 
 
 def test_classifier_config_errors_name_the_fix() -> None:

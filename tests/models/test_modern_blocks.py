@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,12 +63,12 @@ def jittered(params: dict, seed: int = 1) -> dict:
 
 def init_lm(config: LMConfig) -> tuple[DecoderOnlyLM, dict]:
     model = DecoderOnlyLM(config)
-    return model, jittered(model.init(jax.random.PRNGKey(0), TOKENS)["params"])
+    return model, jittered(nn.unbox(model.init(jax.random.PRNGKey(0), TOKENS))["params"])
 
 
 def init_seq2seq(config: TransformerConfig) -> tuple[EncoderDecoder, dict]:
     model = EncoderDecoder(config)
-    return model, jittered(model.init(jax.random.PRNGKey(0), SRC, TGT)["params"])
+    return model, jittered(nn.unbox(model.init(jax.random.PRNGKey(0), SRC, TGT))["params"])
 
 
 def max_difference(first, second) -> float:
@@ -91,7 +92,7 @@ def test_scanned_lm_equals_unrolled_lm_with_restacked_params(modern: bool) -> No
     unrolled, params = init_lm(config)
     scanned = DecoderOnlyLM(dataclasses.replace(config, scan_layers=True))
     stacked = stack_layers(params)
-    fresh = scanned.init(jax.random.PRNGKey(0), TOKENS)["params"]
+    fresh = nn.unbox(scanned.init(jax.random.PRNGKey(0), TOKENS))["params"]
     assert jax.tree.map(jnp.shape, fresh) == jax.tree.map(jnp.shape, stacked)
     assert stacked["decoder"]["layers"]["mlp"]["wo"]["kernel"].shape == (3, 64, 32)
     np.testing.assert_allclose(
@@ -148,10 +149,10 @@ def test_grouped_attention_equals_multi_head_attention_with_repeated_key_value_h
     x = jnp.asarray(rng.normal(size=(2, 5, 32)), jnp.float32)
     default = SelfAttention(4)
     same = SelfAttention(4, num_kv_heads=4)
-    params = default.init(jax.random.PRNGKey(0), x, None)
-    assert jax.tree.map(jnp.shape, same.init(jax.random.PRNGKey(0), x, None)) == jax.tree.map(
-        jnp.shape, params
-    )
+    params = nn.unbox(default.init(jax.random.PRNGKey(0), x, None))
+    assert jax.tree.map(
+        jnp.shape, nn.unbox(same.init(jax.random.PRNGKey(0), x, None))
+    ) == jax.tree.map(jnp.shape, params)
     np.testing.assert_array_equal(same.apply(params, x, None), default.apply(params, x, None))
 
 
@@ -160,7 +161,7 @@ def test_grouped_self_attention_module_equals_its_expanded_multi_head_module() -
     x = jnp.asarray(rng.normal(size=(2, 6, 32)), jnp.float32)
     mask = jnp.tril(jnp.ones((6, 6), bool))[None, None]
     grouped = SelfAttention(4, num_kv_heads=2)
-    params = grouped.init(jax.random.PRNGKey(0), x, mask)["params"]
+    params = nn.unbox(grouped.init(jax.random.PRNGKey(0), x, mask))["params"]
     kv = jnp.repeat(params["key_value"]["kernel"], 2, axis=2)  # [32, 2, 4, 8]
     qkv = jnp.concatenate([params["query"]["kernel"][:, None], kv], axis=1)
     expanded = {"qkv": {"kernel": qkv}, "out": params["out"]}
@@ -226,7 +227,7 @@ def test_kv_cache_holds_only_the_key_value_heads(kv_heads: int) -> None:
 def test_init_from_loads_an_unrolled_checkpoint_into_a_scanned_model_and_back() -> None:
     unrolled, params = init_lm(LM)
     scanned = DecoderOnlyLM(dataclasses.replace(LM, scan_layers=True))
-    target = scanned.init(jax.random.PRNGKey(5), TOKENS)["params"]
+    target = nn.unbox(scanned.init(jax.random.PRNGKey(5), TOKENS))["params"]
     merged, report = merge_matching_params(target, params)
     assert not report.missing and report.loaded_values == report.total_values
     np.testing.assert_allclose(

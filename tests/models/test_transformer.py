@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,7 +32,7 @@ TGT = np.array([[5, 6, 2, 0, 0], [7, 8, 9, 10, 2]], np.int32)
 
 def init(config: TransformerConfig = TINY) -> tuple[EncoderDecoder, dict]:
     model = EncoderDecoder(config)
-    return model, model.init(jax.random.PRNGKey(0), SRC, TGT)["params"]
+    return model, nn.unbox(model.init(jax.random.PRNGKey(0), SRC, TGT))["params"]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,7 +110,7 @@ def test_cudnn_call_has_the_mask_semantics_of_ours(cudnn_call_on_cpu, causal) ->
 def test_cudnn_encoder_decoder_equals_xla(cudnn_call_on_cpu) -> None:
     """The loss and every gradient of the encoder-decoder agree."""
     xla, cudnn = pair(XLA)
-    params = EncoderDecoder(xla).init(jax.random.PRNGKey(0), SRC, TGT)["params"]
+    params = nn.unbox(EncoderDecoder(xla).init(jax.random.PRNGKey(0), SRC, TGT))["params"]
     reference = loss_and_grads(EncoderDecoder(xla), params, SRC, TGT)
     fused = loss_and_grads(EncoderDecoder(cudnn), params, SRC, TGT)
     assert_close(fused, reference)
@@ -119,7 +120,7 @@ def test_cudnn_encoder_decoder_equals_xla(cudnn_call_on_cpu) -> None:
 
 def test_cudnn_decoder_only_lm_equals_xla(cudnn_call_on_cpu) -> None:
     xla, cudnn = pair(LM_XLA)
-    params = DecoderOnlyLM(xla).init(jax.random.PRNGKey(0), SRC)["params"]
+    params = nn.unbox(DecoderOnlyLM(xla).init(jax.random.PRNGKey(0), SRC))["params"]
     reference = loss_and_grads(DecoderOnlyLM(xla), params, SRC)
     fused = loss_and_grads(DecoderOnlyLM(cudnn), params, SRC)
     assert_close(fused, reference)
@@ -130,7 +131,9 @@ def test_odd_lengths_fall_back_to_xla(monkeypatch) -> None:
     calls = []
     monkeypatch.setattr(jax.nn, "dot_product_attention", lambda *a, **k: calls.append(1))
     xla, cudnn = pair(XLA)
-    params = EncoderDecoder(xla).init(jax.random.PRNGKey(0), SRC[:, :7], TGT[:, :5])["params"]
+    params = nn.unbox(EncoderDecoder(xla).init(jax.random.PRNGKey(0), SRC[:, :7], TGT[:, :5]))[
+        "params"
+    ]
     reference = EncoderDecoder(xla).apply({"params": params}, SRC[:, :7], TGT[:, :5])
     fused = EncoderDecoder(cudnn).apply({"params": params}, SRC[:, :7], TGT[:, :5])
     assert not calls
@@ -164,7 +167,7 @@ def test_cudnn_off_gpu_is_refused_before_tracing() -> None:
 def test_cudnn_kernel_is_used_on_gpu() -> None:
     """The compiled step contains cuDNN's fused attention custom call."""
     xla, cudnn = pair(XLA)
-    params = EncoderDecoder(xla).init(jax.random.PRNGKey(0), SRC, TGT)["params"]
+    params = nn.unbox(EncoderDecoder(xla).init(jax.random.PRNGKey(0), SRC, TGT))["params"]
     grads = functools.partial(loss_and_grads, EncoderDecoder(cudnn))
     hlo = jax.jit(grads).lower(params, SRC, TGT).compile().as_text()
     assert "__cudnn$fmha" in hlo

@@ -16,7 +16,7 @@ from genjax_models.nn.conv import SubPixelConvTranspose
 def test_subpixel_matches_conv_transpose_forward_and_gradients(shape: tuple[int, ...]) -> None:
     x = jax.random.normal(jax.random.PRNGKey(0), shape)
     reference = nn.ConvTranspose(6, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)
-    variables = reference.init(jax.random.PRNGKey(1), x)
+    variables = nn.unbox(reference.init(jax.random.PRNGKey(1), x))
     ours = SubPixelConvTranspose(6)
 
     y_ref = reference.apply(variables, x)
@@ -34,7 +34,9 @@ def test_subpixel_matches_conv_transpose_forward_and_gradients(shape: tuple[int,
 
 
 def test_subpixel_kernel_has_conv_transpose_name_and_shape() -> None:
-    variables = SubPixelConvTranspose(5).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))
+    variables = nn.unbox(
+        SubPixelConvTranspose(5).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))
+    )
     assert jax.tree.map(jnp.shape, variables["params"]) == {"kernel": (4, 4, 3, 5)}
     std = float(jnp.std(variables["params"]["kernel"]))
     assert 0.01 < std < 0.03  # DCGAN's N(0, 0.02) initialisation
@@ -55,7 +57,7 @@ def test_backward_pass_has_no_input_dilated_convolution() -> None:
     # Autodiff of lax.conv_transpose would compute the kernel gradient as a convolution of the
     # input-dilated x, which XLA:CPU runs ~25x slower than PyTorch; the custom VJP must not.
     x = jnp.ones((2, 4, 4, 3))
-    variables = SubPixelConvTranspose(5).init(jax.random.PRNGKey(0), x)
+    variables = nn.unbox(SubPixelConvTranspose(5).init(jax.random.PRNGKey(0), x))
 
     def loss(params, inputs):
         return jnp.sum(SubPixelConvTranspose(5).apply(params, inputs) ** 2)
@@ -71,7 +73,7 @@ def test_backward_pass_has_no_input_dilated_convolution() -> None:
 def test_bfloat16_matches_float32_reference() -> None:
     x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 16))
     reference = nn.ConvTranspose(8, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)
-    variables = reference.init(jax.random.PRNGKey(1), x)
+    variables = nn.unbox(reference.init(jax.random.PRNGKey(1), x))
     ours = SubPixelConvTranspose(8, dtype=jnp.bfloat16)
 
     def loss(module, params, inputs):

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -385,7 +386,10 @@ def tiny_lm(**fields: Any) -> tuple[Any, Any]:
     config = LMConfig(d_model=16, num_heads=2, num_layers=1, mlp_dim=32, max_len=16, **fields)
     if config not in _MODELS:
         model = make_lm(config)
-        _MODELS[config] = (model, model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32)))
+        _MODELS[config] = (
+            model,
+            nn.unbox(model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))),
+        )
     model, variables = _MODELS[config]
     return model, variables["params"]
 
@@ -399,7 +403,7 @@ def tiny_transformer() -> tuple[Any, Any]:
     if config not in _MODELS:
         model = make_transformer(config)
         x = jnp.ones((1, 4), jnp.int32)
-        _MODELS[config] = (model, model.init(jax.random.PRNGKey(0), x, x))
+        _MODELS[config] = (model, nn.unbox(model.init(jax.random.PRNGKey(0), x, x)))
     model, variables = _MODELS[config]
     return model, variables["params"]
 
@@ -432,7 +436,7 @@ def gan_apply(which: str, x: Any, labels: Any = None) -> Callable[[Env], Any]:
         _, generator, discriminator = tiny_gan(labels is not None)
         module = generator if which == "G" else discriminator
         extra = () if labels is None else (labels,)
-        return module.init(jax.random.PRNGKey(0), x, *extra, train=False)
+        return nn.unbox(module.init(jax.random.PRNGKey(0), x, *extra, train=False))
 
     return run
 
