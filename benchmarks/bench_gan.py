@@ -31,6 +31,7 @@ from genjax_models.train import init_gan_state, make_gan_step
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     TORCH_WARMUP_STEPS,
+    Placement,
     Prepared,
     add_devices_flag,
     argument_parser,
@@ -40,6 +41,7 @@ from common import (  # noqa: E402
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
+    placement_devices,
     positive_int,
     prepare_train_step,
     time_against_torch,
@@ -49,7 +51,7 @@ from common import (  # noqa: E402
 )
 
 
-def prepare_jax(config: GANConfig, batch_size: int, devices: int | None = None) -> Prepared:
+def prepare_jax(config: GANConfig, batch_size: int, devices: Placement = None) -> Prepared:
     generator, discriminator = make_dcgan(config)
     tx = optax.adam(2e-4, b1=0.5)
     state = init_gan_state(
@@ -117,18 +119,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
-    check_devices(args.devices)
+    placement = check_devices(args.devices, args.mesh)
 
     config = make_config(args)
     device = jax.devices()[0]
     ours, reference = time_against_torch(
-        prepare_jax(config, args.batch_size, args.devices),
-        None if args.no_torch or args.devices else prepare_torch(config, args.batch_size),
+        prepare_jax(config, args.batch_size, placement),
+        None if args.no_torch or placement else prepare_torch(config, args.batch_size),
         args.steps,
         args.windows,
     )
     gemm = measured_gemm(args.dtype)
-    peak, peak_source = peak_flops(args.dtype, gemm, args.devices)
+    peak, peak_source = peak_flops(args.dtype, gemm, placement)
     flops = gan_train_flops(config, args.batch_size)
     achieved = flops * ours["steps_per_sec"]
     result = {
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
         **device_facts(),
         "command": "python benchmarks/bench_gan.py " + " ".join(argv or sys.argv[1:]),
         "config": {**dataclasses.asdict(config), "batch_size": args.batch_size},
-        "devices_used": args.devices or 1,
+        "devices_used": placement_devices(placement) or 1,
+        "mesh": args.mesh,
         "jax": ours,
         "images_per_sec": ours["steps_per_sec"] * args.batch_size,
         "model_flops_per_step": flops,
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
     batch_tag = "" if args.batch_size == 64 else f"-b{args.batch_size}"
-    name = f"gan-w{args.width}-{args.dtype}{batch_tag}{devices_tag(args.devices)}"
+    name = f"gan-w{args.width}-{args.dtype}{batch_tag}{devices_tag(placement)}"
     write_result(result, name, args.out)
     return result
 

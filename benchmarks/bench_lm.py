@@ -36,15 +36,18 @@ from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    Placement,
     Prepared,
     add_devices_flag,
     argument_parser,
     check_devices,
+    describe_memory,
     device_facts,
     devices_tag,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
+    placement_devices,
     positive_int,
     prepare_torch_token_step,
     prepare_train_step,
@@ -65,7 +68,7 @@ def synthetic_rows(batch: int, length: int, vocab: int, seed: int = 0) -> dict[s
     return {"inputs": rows.astype(np.int32)}
 
 
-def prepare_jax(config: LMConfig, batch: dict, devices: int | None = None) -> Prepared:
+def prepare_jax(config: LMConfig, batch: dict, devices: Placement = None) -> Prepared:
     """The compiled, warmed-up LM training step on ``batch``; its ``facts()`` add the initial
     ``params`` (for the generation timing) and ``parameters`` (their count)."""
     model = make_lm(config)
@@ -128,14 +131,22 @@ def main(argv: list[str] | None = None) -> dict:
         "--attention", choices=["xla", "cudnn"], default="xla", help="LMConfig.attention"
     )
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument(
+        "--vocab-size",
+        type=positive_int,
+        default=LMConfig().vocab_size,
+        help="vocabulary rows (default: the byte vocabulary, 259, which tensor=2/4/8 do not "
+        "divide: its embedding then stays whole on the tensor axis)",
+    )
     add_devices_flag(parser)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
-    check_devices(args.devices)
+    placement = check_devices(args.devices, args.mesh)
 
     config = LMConfig(
         **SIZES[args.size],
+        vocab_size=args.vocab_size,
         max_len=max(args.length, args.generate),
         dtype=args.dtype,
         attention=args.attention,
@@ -143,9 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
     facts = device_facts()
     batch = synthetic_rows(args.batch_size, args.length, config.vocab_size)
     timing, reference = time_against_torch(
-        prepare_jax(config, batch, args.devices),
+        prepare_jax(config, batch, placement),
         None
-        if args.no_torch or args.devices
+        if args.no_torch or placement
         else prepare_torch_token_step("lm", config, [batch["inputs"]]),
         args.steps,
         args.windows,
@@ -153,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     params = timing.pop("params")
     parameters = timing.pop("parameters")
     gemm = measured_gemm(args.dtype)
-    peak, peak_source = peak_flops(args.dtype, gemm, args.devices)
+    peak, peak_source = peak_flops(args.dtype, gemm, placement)
     flops = lm_train_flops(config, args.batch_size, args.length)
     achieved = flops * timing["steps_per_sec"]
     generate = generation_tokens_per_sec(make_lm(config), params, args.batch_size, args.generate)
@@ -167,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
             "length": args.length,
         },
         "parameters": parameters,
-        "devices_used": args.devices or 1,
+        "devices_used": placement_devices(placement) or 1,
+        "mesh": args.mesh,
         "jax": timing,
         "tokens_per_sec": timing["steps_per_sec"] * args.batch_size * args.length,
         "model_flops_per_step": flops,
@@ -200,9 +212,10 @@ def main(argv: list[str] | None = None) -> dict:
             f"model FLOPs/step {flops / 1e9:.1f} G (XLA {timing['xla_flops_per_step'] / 1e9:.1f} G); MFU "
             f"{result['mfu']:.0%} of {peak / 1e9:.0f} GFLOP/s ({peak_source})"
         )
+    print(f"memory: {describe_memory(timing['memory'])}")
     print(f"greedy generation with the KV cache: {generate:.0f} tokens/s")
     variant = "" if args.attention == "xla" else f"-{args.attention}"
-    variant += devices_tag(args.devices)
+    variant += devices_tag(placement)
     write_result(result, f"lm-{args.size}-{args.dtype}{variant}", args.out)
     return result
 

@@ -34,15 +34,18 @@ from genjax_models.train.state import init_train_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    Placement,
     Prepared,
     add_devices_flag,
     argument_parser,
     check_devices,
+    describe_memory,
     device_facts,
     devices_tag,
     measured_gemm,
     peak_flops,
     peak_memory_bytes,
+    placement_devices,
     positive_int,
     prepare_torch_token_step,
     prepare_train_step,
@@ -69,7 +72,7 @@ def synthetic_batch(batch: int, length: int, vocab: int, seed: int = 0) -> dict[
     return {"inputs": tokens[0], "targets": tokens[1]}
 
 
-def prepare_jax(config: TransformerConfig, batch: dict, devices: int | None = None) -> Prepared:
+def prepare_jax(config: TransformerConfig, batch: dict, devices: Placement = None) -> Prepared:
     model = make_transformer(config)
     example = np.zeros((1, 1), np.int32)
     tx = transformer_optimizer(TransformerOptimConfig())
@@ -94,6 +97,7 @@ def make_config(args: argparse.Namespace) -> TransformerConfig:
     """The benchmarked model: ``args.size``'s widths with the flags' dtype, dropout, attention."""
     return TransformerConfig(
         **SIZES[args.size],
+        vocab_size=getattr(args, "vocab_size", TransformerConfig().vocab_size),
         max_len=max(args.length, 128),
         dtype=args.dtype,
         dropout_rate=args.dropout,
@@ -116,25 +120,31 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dropout", type=float, default=0.1, help="residual/MLP dropout rate")
     parser.add_argument("--attention-dropout", type=float, default=0.1)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument(
+        "--vocab-size",
+        type=positive_int,
+        default=TransformerConfig().vocab_size,
+        help="vocabulary rows (default 259, bytes: tensor=2/4/8 leave its embedding whole)",
+    )
     add_devices_flag(parser)
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
     configure_cpu_runtime()  # before the first computation: XLA:CPU reuses step scratch memory
-    check_devices(args.devices)
+    placement = check_devices(args.devices, args.mesh)
 
     config = make_config(args)
     facts = device_facts()
     batch = synthetic_batch(args.batch_size, args.length, config.vocab_size)
     ours, reference = time_against_torch(
-        prepare_jax(config, batch, args.devices),
+        prepare_jax(config, batch, placement),
         None
-        if args.no_torch or args.devices
+        if args.no_torch or placement
         else prepare_torch_token_step("transformer", config, [batch["inputs"], batch["targets"]]),
         args.steps,
         args.windows,
     )
     gemm = measured_gemm(args.dtype)
-    peak, peak_source = peak_flops(args.dtype, gemm, args.devices)
+    peak, peak_source = peak_flops(args.dtype, gemm, placement)
     flops = transformer_train_flops(config, args.batch_size, args.length, args.length)
     achieved = flops * ours["steps_per_sec"]
     tokens_per_step = 2 * args.batch_size * args.length
@@ -147,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size": args.batch_size,
             "length": args.length,
         },
-        "devices_used": args.devices or 1,
+        "devices_used": placement_devices(placement) or 1,
+        "mesh": args.mesh,
         "jax": ours,
         "tokens_per_sec": ours["steps_per_sec"] * tokens_per_step,
         "model_flops_per_step": flops,
@@ -180,8 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"GFLOP/s ({peak_source})"
         )
     print(f"recompilations after warm-up: {ours['recompilations_after_warmup']}")
+    print(f"memory: {describe_memory(ours['memory'])}")
     variant = "" if args.attention == "xla" else f"-{args.attention}"
-    variant += devices_tag(args.devices)
+    variant += devices_tag(placement)
     write_result(result, f"seq2seq-{args.size}-{args.dtype}{variant}", args.out)
     return result
 

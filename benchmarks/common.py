@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -86,7 +87,8 @@ class Prepared:
 
 
 def add_devices_flag(parser: argparse.ArgumentParser) -> None:
-    """``--devices N``: data-parallel over N devices (checked with :func:`check_devices`)."""
+    """``--devices N`` (data-parallel over N devices) and ``--mesh data=..,fsdp=..,tensor=..``
+    (sharded over every device), checked with :func:`check_devices`."""
     parser.add_argument(
         "--devices",
         type=positive_int,
@@ -94,26 +96,77 @@ def add_devices_flag(parser: argparse.ArgumentParser) -> None:
         help="data-parallel over N devices (jit + NamedSharding, the batch split over them; "
         "default: one device, no mesh); the PyTorch reference is single-device and is skipped",
     )
+    parser.add_argument(
+        "--mesh",
+        default=None,
+        help="named mesh over all devices, e.g. fsdp=8 or data=2,fsdp=2,tensor=2 (parameters "
+        "sharded by the logical-axis rules); reports bytes per device; skips PyTorch",
+    )
 
 
-def check_devices(devices: int | None) -> None:
-    """A one-line error before any work when ``--devices`` exceeds the devices present."""
+Placement = int | str | None
+"""How a benchmark places its step: None (one device, plain jit), N (data-parallel over N
+devices) or a mesh such as ``"fsdp=8"`` (every device, parameters sharded)."""
+
+
+def check_devices(devices: int | None, mesh: str | None = None) -> Placement:
+    """The run's :data:`Placement`; a one-line error before any work when ``--devices`` exceeds
+    the devices present, when both flags are given, or when the mesh is invalid."""
+    if devices is not None and mesh is not None:
+        raise SystemExit(f"{_prog()}: error: --devices and --mesh both given: pass one of them")
+    if mesh is not None:
+        from genjax_models.parallel.sharding import MeshError, parse_mesh
+
+        try:
+            parse_mesh(mesh, jax.device_count())
+        except MeshError as err:
+            raise SystemExit(f"{_prog()}: error: {err}") from None
+        return mesh
     if devices is not None:
         from genjax_models.parallel.plans import make_mesh
 
         make_mesh(devices)
+    return devices
 
 
-def devices_tag(devices: int | None) -> str:
-    """The result-file suffix of a ``--devices N`` run (``-dN``; none for one device)."""
-    return "" if devices is None else f"-d{devices}"
+def _prog() -> str:
+    return PROG or os.path.basename(sys.argv[0])
 
 
-def prepare_train_step(step: Callable, state, batch, devices: int | None = None) -> Prepared:
+def describe_memory(memory: dict) -> str:
+    """One line of :func:`placed_memory`'s figures, in MiB."""
+    mib = 2**20
+    temp = memory["temp_bytes_per_device"]
+    return (
+        f"state per device {memory['state_bytes_max_per_device'] / mib:.2f} MiB of "
+        f"{memory['state_bytes_total'] / mib:.2f} MiB ({memory['state_fraction_per_device']:.3f}"
+        f" of the whole); step temporaries per device "
+        + ("n/a" if temp is None else f"{temp / mib:.2f} MiB")
+    )
+
+
+def placement_devices(placement: Placement) -> int | None:
+    """How many devices a :data:`Placement` uses (None for the plain one-device step)."""
+    return jax.device_count() if isinstance(placement, str) else placement
+
+
+def devices_tag(placement: Placement) -> str:
+    """The result-file suffix: ``-dN`` for ``--devices N``, ``-mesh-fsdp2-tensor4`` for a mesh
+    (axes of size 1 left out); none for one device."""
+    if isinstance(placement, str):
+        from genjax_models.parallel.sharding import parse_mesh
+
+        sizes = parse_mesh(placement, jax.device_count())
+        return "-mesh-" + "-".join(f"{a}{n}" for a, n in sizes.items() if n > 1)
+    return "" if placement is None else f"-d{placement}"
+
+
+def prepare_train_step(step: Callable, state, batch, devices: Placement = None) -> Prepared:
     """Compiles ``jit_step(step)`` for ``state`` and one ``batch`` ahead of time (so the compile
     time and XLA's FLOP count are of the exact program that is timed) and runs 3 warm-up steps.
     With ``devices``, the step is ``DataParallel("jit")`` over that many devices instead (state
-    replicated, ``batch`` split over them).
+    replicated, ``batch`` split over them), or over the named mesh ``devices`` (a string such as
+    ``"fsdp=8"``: the state sharded by the logical-axis rules).
 
     ``facts()`` gives ``compile_seconds``, ``xla_flops_per_step`` (nan if the backend does not
     say), ``recompilations_after_warmup``, ``jit_programs_after_warmup`` (1: the warm-up steps
@@ -126,14 +179,17 @@ def prepare_train_step(step: Callable, state, batch, devices: int | None = None)
         train_step = jit_step(step)
     else:
         from genjax_models.parallel.plans import DataParallel, make_mesh
+        from genjax_models.parallel.sharding import make_named_mesh
 
-        plan = DataParallel("jit", make_mesh(devices))
+        mesh = make_named_mesh(devices) if isinstance(devices, str) else make_mesh(devices)
+        plan = DataParallel("jit", mesh)
         train_step = plan.wrap(step)
         state = plan.put_state(state)
         batch = plan.put_batch({k: np.asarray(v) for k, v in batch.items()})
     start = time.perf_counter()
     compiled = train_step.lower(state, batch).compile()
     compile_seconds = time.perf_counter() - start
+    memory = placed_memory(state, compiled)
     cost = compiled.cost_analysis()
     flops = float((cost[0] if isinstance(cost, list) else cost or {}).get("flops", float("nan")))
     state, metrics = train_step(state, batch)  # the jit cache's own compile (or cache load)
@@ -156,10 +212,32 @@ def prepare_train_step(step: Callable, state, batch, devices: int | None = None)
             "xla_flops_per_step": flops,
             "recompilations_after_warmup": compiled_count(train_step) - compiled_before,
             "jit_programs_after_warmup": compiled_before,
+            "memory": memory,
             "final_state": holder["state"],
         }
 
     return Prepared(run, facts, compiled.as_text)
+
+
+def placed_memory(state, compiled) -> dict:
+    """Bytes per device of a placed training state, measured from its arrays' addressable shards
+    (``state_bytes_max``: the device holding most; ``state_bytes_total``: the whole state once),
+    and the compiled step's temporary bytes per device (``compiled.memory_analysis()``; None where
+    the backend does not say)."""
+    from genjax_models.parallel.sharding import state_bytes_per_device
+
+    held = state_bytes_per_device(state)
+    try:
+        analysis = compiled.memory_analysis()
+        temp = None if analysis is None else int(analysis.temp_size_in_bytes)
+    except (AttributeError, NotImplementedError):
+        temp = None
+    return {
+        "state_bytes_max_per_device": held["max"],
+        "state_bytes_total": held["total"],
+        "state_fraction_per_device": held["max"] / held["total"] if held["total"] else None,
+        "temp_bytes_per_device": temp,
+    }
 
 
 def compare_windows(workloads: list[Prepared], steps: int, windows: int) -> list[dict]:
@@ -271,7 +349,7 @@ def measured_gemm(dtype: str) -> dict:
     return {"size": 8192, "dtype": dtype, "flops_per_sec": rate}
 
 
-def peak_flops(dtype: str, gemm: dict, devices: int | None = None) -> tuple[float | None, str]:
+def peak_flops(dtype: str, gemm: dict, devices: Placement = None) -> tuple[float | None, str]:
     """``(peak FLOP/s, where it comes from)``: the data-sheet peak of a known accelerator (times
     ``devices`` for a data-parallel run), or on CPU the rate of ``gemm`` (from
     :func:`measured_gemm`: CPU "MFU" is a fraction of a big GEMM; simulated CPU devices share
@@ -282,7 +360,7 @@ def peak_flops(dtype: str, gemm: dict, devices: int | None = None) -> tuple[floa
     peak = PEAK_FLOPS.get(device.device_kind, {}).get(dtype)
     if peak is None:
         return None, f"unknown device {device.device_kind!r}"
-    count = devices or 1
+    count = (jax.device_count() if isinstance(devices, str) else devices) or 1
     return peak * count, "data sheet" + (f" x {count} devices" if count > 1 else "")
 
 

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+from typing import Any
 
 from genjax_models.cli.parser import UsageError
 from genjax_models.configs import GANConfig, TrainConfig, override
@@ -47,14 +48,28 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def placement_from_flags(args: argparse.Namespace) -> Any:
+    """The ``DataParallel`` plan of ``--parallel``, ``--devices``, ``--mesh`` and ``--rules``
+    (one-line errors for settings that cannot work, before any data is read)."""
+    from genjax_models.parallel.plans import DataParallel, make_mesh
+    from genjax_models.parallel.sharding import DEFAULT_RULES, make_named_mesh, parse_rules
+
+    mesh_text, rules_text = getattr(args, "mesh", None), getattr(args, "rules", None)
+    if mesh_text is None and rules_text is None:
+        return DataParallel(args.parallel, make_mesh(args.devices))
+    if args.devices is not None:
+        raise UsageError("--devices and --mesh both given: a mesh spans every device; pass one")
+    rules = DEFAULT_RULES if rules_text is None else parse_rules(rules_text)
+    return DataParallel(args.parallel, make_named_mesh(mesh_text or "data=-1"), rules=rules)
+
+
 def run_train(args: argparse.Namespace) -> None:
     """``train gan|classifier|class_conditional|seq2seq|lm|span_corruption``."""
     from genjax_models.data.tfds_access import dataset_base_name
-    from genjax_models.parallel.plans import DataParallel, make_mesh
     from genjax_models.runs import train_classifier, train_gan
 
     train = _train_config(args)
-    parallel = DataParallel(args.parallel, make_mesh(args.devices))
+    parallel = placement_from_flags(args)
     channels = DATASET_CHANNELS.get(dataset_base_name(args.dataset), 3)
     common = dict(
         dataset=args.dataset,

@@ -75,6 +75,16 @@ def _add_train_flags(
         "--devices", type=int, default=None, help="number of devices (default: all available)"
     )
     parser.add_argument(
+        "--mesh", default=None, metavar="AXES",
+        help="named mesh over all devices, e.g. fsdp=8 or data=2,fsdp=2,tensor=2 (one size may "
+        "be -1: the rest); parameters, optimizer states and EMA are sharded by the rules",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rules", default=None, metavar="NAME=AXES,...",
+        help="override sharding rules, logical name -> mesh axes, e.g. embed=fsdp,mlp=tensor,"
+        "vocab= (an empty value never splits; + joins axes: batch=data+fsdp)",
+    )  # fmt: skip
+    parser.add_argument(
         "--grad-accum", type=int, default=1, metavar="K",
         help="split each batch into K microbatches, one update (default 1; not the GAN's)",
     )  # fmt: skip

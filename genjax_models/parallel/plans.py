@@ -44,6 +44,7 @@ from genjax_models.parallel.sharding import (
     batch_spec,
     check_rules,
     format_mesh,
+    sharding_report,
     state_shardings,
 )
 from genjax_models.train.state import step_rng
@@ -186,6 +187,12 @@ class DataParallel:
         if self.kind != "jit":
             return jax.tree.map(lambda _: self._replicated(), state)
         return state_shardings(state, self.mesh, self.rules)
+
+    def sharding_report(self, state: Any) -> dict[str, Any]:
+        """Where each leaf of ``state`` lives under this plan (what ``sharding.json`` holds; see
+        :func:`genjax_models.parallel.sharding.sharding_report`)."""
+        rules = self.rules if self.kind == "jit" else ()
+        return {"plan": self.kind, **sharding_report(state, self.mesh, rules)}
 
     def put_state(self, state: Any) -> Any:
         """Places a plain state: each leaf with its sharding (jit: replicated on a data mesh,

@@ -46,7 +46,7 @@ DEFAULT_RULES: Rules = (
     ("conv_out", "tensor"),
     ("conv_out", "fsdp"),
     ("conv_in", None),
-    ("positions", None),
+    ("positions", "tensor"),
     ("kv", None),
     ("layers", None),
     ("classes", None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -83,8 +84,9 @@ def execute_run(
     """Prepares the workdir, restores the latest checkpoint when resuming, and runs the loop.
 
     ``state`` is a freshly initialised plain state; ``step`` follows the step contract and is
-    wrapped by ``parallel``. Checkpoints restore onto the current mesh whatever device count
-    saved them (they hold the plain state). ``on_workdir_ready(workdir)`` runs once the workdir
+    wrapped by ``parallel``. Checkpoints hold the state as placed (each device's shards, never
+    gathered) and restore onto the current mesh, whatever mesh or device count saved them.
+    ``workdir/sharding.json`` records the placement (:func:`write_sharding_report`). ``on_workdir_ready(workdir)`` runs once the workdir
     is prepared (e.g. to save a tokenizer next to the checkpoints); ``on_sample``/``on_eval`` go
     to :func:`run_loop`.
 
@@ -109,6 +111,8 @@ def execute_run(
     primary = processes is None or processes.primary
     if backup and primary:
         log(f"genjax-models: moved the previous contents of {train.workdir} to {backup}")
+    if primary:
+        write_sharding_report(train.workdir, parallel, state, log)
     if on_workdir_ready is not None and primary:
         on_workdir_ready(train.workdir)
     if processes is not None:
@@ -140,6 +144,29 @@ def execute_run(
             lr_scale=lr_scale,
             pending_metrics=pending_metrics,
             stop_poll=None if processes is None else StopAgreement(processes),
+        )
+
+
+SHARDING_REPORT = "sharding.json"
+"""The workdir file of :func:`write_sharding_report`."""
+
+
+def write_sharding_report(
+    workdir: str, parallel: DataParallel, state: Any, log: Callable[[str], None] = print
+) -> None:
+    """``workdir/sharding.json``: each state leaf's shape, logical names, mesh spec and bytes per
+    device under ``parallel`` (rewritten by every start, so it describes the latest placement;
+    a dimension its mesh axes do not divide is listed in ``replicated_notes``)."""
+    report = parallel.sharding_report(state)
+    path = os.path.join(workdir, SHARDING_REPORT)
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(path + ".tmp", path)
+    if report["replicated_notes"]:
+        notes = report["replicated_notes"]
+        log(
+            f"genjax-models: {len(notes)} parameter dimension(s) stay whole on their mesh axes "
+            f"(e.g. {notes[0]}); see {path}"
         )
 
 

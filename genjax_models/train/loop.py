@@ -256,8 +256,10 @@ class _Run:
 
     def save(self, at_step: int) -> None:
         """A checkpoint of the (plain) state, its data position and the metrics not yet logged."""
-        plain = self.parallel.unplace(self.state)
-        if not bool(jax.device_get(all_finite(plain))):  # the guard makes this unreachable
+        plain = jax.block_until_ready(self.parallel.unplace(self.state))
+        # One compiled check, not one eager reduction per leaf: on a sharded state each would be
+        # its own multi-device program, and XLA:CPU can deadlock on concurrent collectives.
+        if not bool(jax.device_get(jax.jit(all_finite)(plain))):  # the guard makes it unreachable
             raise NonFiniteError(f"refusing to save a non-finite state at step {at_step}")
         examples = {"examples_seen": at_step * self.config.batch_size, "data_position": at_step}
         meta = {**self.checkpoint_metadata, **examples, "lr_scale": self.lr_scale}
