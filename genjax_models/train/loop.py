@@ -26,6 +26,7 @@ from genjax_models.train.loop_parts import (
     NoWriter,
     StopPoll,
     StopRequest,
+    gather_split_state,
     host_rows,
     local_copy,
     mean_metrics,
@@ -239,9 +240,11 @@ class _Run:
     def sample_and_evaluate(self) -> None:
         """``on_sample``, then ``on_eval``, whose metrics are logged as ``validation`` (process 0
         only, on its own copy of the state: the others go on to the next step)."""
+        # A state split across processes (FSDP/tensor over hosts) is gathered by all of them.
+        state = gather_split_state(self.parallel.unplace(self.state))
         if not self.primary:
             return
-        state = local_copy(self.parallel.unplace(self.state))
+        state = local_copy(state)
         if self.on_sample is not None:
             self.on_sample(state, self.current)
         if self.on_eval is None or self.eval_writer is None:

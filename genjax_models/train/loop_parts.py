@@ -140,9 +140,24 @@ class NoWriter:
         pass
 
 
+def split_across_processes(state: Any) -> bool:
+    """True when some array of ``state`` spans processes and is split, not replicated (FSDP or
+    tensor parallelism in a multi-process run): no single local device holds it whole. The same
+    answer on every process."""
+
+    def split(x: Any) -> bool:
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return False
+        return x.addressable_shards[0].data.shape != x.shape
+
+    return any(split(x) for x in jax.tree.leaves(state))
+
+
 def local_copy(state: Any) -> Any:
-    """A replicated state spanning processes as arrays on one of this process's devices (what a
-    primary-only side effect such as sampling computes on, with no collective)."""
+    """A state spanning processes as arrays this process holds whole (what a primary-only side
+    effect such as sampling computes on, with no collective): a replicated array's first local
+    shard; an array split across processes must first be gathered by every process together
+    (:func:`gather_split_state`)."""
 
     def local(x: Any) -> Any:
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
@@ -150,3 +165,14 @@ def local_copy(state: Any) -> Any:
         return x
 
     return jax.tree.map(local, state)
+
+
+def gather_split_state(state: Any) -> Any:
+    """Every process's host copy of a state split across processes (a collective: all processes
+    call it together); ``state`` itself otherwise. Costs the whole state in host memory on every
+    process, once per sample/evaluation."""
+    if not split_across_processes(state):
+        return state
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(state, tiled=True)

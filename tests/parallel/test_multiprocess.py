@@ -7,7 +7,8 @@
 - checkpoints move between process counts: copies of finished runs without their last
   checkpoint (an interrupted run) resume 2 x 4 -> 1 x 8 and 1 x 1 -> 2 x 4 to the uninterrupted
   2 x 4 run's state within that tolerance, 2 x 4 -> 2 x 4 bit-identically;
-- only process 0 writes run.json, metrics and samples; every process takes part in each save.
+- only process 0 writes run.json, metrics and samples; every process takes part in each save;
+- FSDP over both processes (``--mesh fsdp=8``) trains what one device trains.
 
 Every subprocess has a timeout; the tests end only processes they started.
 """
@@ -86,6 +87,10 @@ def runs(
     first = {
         "lm_2x4": launched(2, 4, train("lm", w("lm_2x4"), STEPS, data)),
         "lm_1": alone(1, train("lm", w("lm_1"), STEPS, data)),
+        # FSDP across both processes: each holds half of every parameter and moment.
+        "lm_fsdp_2x4": launched(
+            2, 4, train("lm", w("lm_fsdp_2x4"), STEPS, data, "--mesh", "fsdp=8")
+        ),
         **{
             f"{kind}_{layout}": command
             for kind in EQUAL_KINDS
@@ -142,6 +147,22 @@ def test_two_processes_of_four_devices_train_as_one_device(runs, kind: str) -> N
     train_rows = [row for row in rows if row["split"] == "train"]
     assert [row["step"] for row in train_rows] == [2, 4, 6, 8]  # one writer: no duplicates
     assert {row["devices"] for row in train_rows} == {8}
+
+
+def test_two_processes_with_fsdp_over_both_train_as_one_device(runs) -> None:
+    """fsdp=8 spanning the two processes (parameters, Adam moments split over all 8 devices;
+    sampling gathers them on every process) trains what one device trains."""
+    root, outputs = runs
+    stdout, _ = outputs["first"]["lm_fsdp_2x4"]
+    assert "[0] genjax-models: done" in stdout and "[1] genjax-models: done" in stdout
+    assert "mesh data=1,fsdp=8,tensor=1]" in stdout
+    report = json.loads((root / "lm_fsdp_2x4" / "sharding.json").read_text())
+    assert report["mesh"]["fsdp"] == 8
+    assert report["bytes"]["per_device"] < report["bytes"]["total"] / 4
+    sharded, _ = final_arrays(root / "lm_fsdp_2x4")
+    one, _ = final_arrays(root / "lm_1")
+    failures = tree_mismatches(sharded, one)
+    assert not failures, f"fsdp=8 over 2 processes differs from 1 device: {failures}"
 
 
 @pytest.mark.parametrize(
