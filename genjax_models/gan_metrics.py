@@ -33,6 +33,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 NEAREST_K = 3
 """k of the k-NN radii (Kynkaanniemi et al. and Naeem et al. both use 3)."""
@@ -60,13 +61,14 @@ def _positive_int(name: str, value: int) -> None:
         raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
 
 
-def polynomial_kernel(x: jax.Array, y: jax.Array) -> jax.Array:
+def polynomial_kernel(x: ArrayLike, y: ArrayLike) -> jax.Array:
     """``float32[a, b]`` kernel ``(x.y / dim + 1)^3`` of ``x: float32[a, dim]``, ``y: float32[b, dim]``."""
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
     dot = jnp.matmul(x, y.T, precision=lax.Precision.HIGHEST)
     return (dot / x.shape[1] + 1.0) ** 3
 
 
-def unbiased_mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
+def unbiased_mmd2(x: ArrayLike, y: ArrayLike) -> jax.Array:
     """Unbiased MMD^2 (float32 scalar) between ``x, y: float32[m, dim]``, polynomial kernel.
 
     ``sum_{i != j} (K_XX + K_YY)_ij / (m (m - 1)) - 2 sum_ij K_XY_ij / m^2``. The estimator is
@@ -74,6 +76,11 @@ def unbiased_mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
     weight 2), so the sums are taken of ``K - mean(K_XY)``: far less float32 cancellation than
     summing kernel values of order ``(|x|^2 / dim + 1)^3`` to get a difference near 0.
     """
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    if x.ndim != 2 or x.shape != y.shape or x.shape[0] < 2:
+        raise ValueError(
+            f"unbiased_mmd2 needs two [m >= 2, dim] arrays of one shape, got {x.shape} and {y.shape}"
+        )
     m = x.shape[0]
     k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
     shift = lax.stop_gradient(jnp.mean(k_xy))
@@ -99,8 +106,8 @@ def kid_subset_size(num_real: int, num_fake: int, subset_size: int = KID_SUBSET_
 
 
 def kid_subsets(
-    real: jax.Array,
-    fake: jax.Array,
+    real: ArrayLike,
+    fake: ArrayLike,
     key: jax.Array,
     *,
     num_subsets: int = KID_SUBSETS,
@@ -156,7 +163,7 @@ def _knn_radii(x, k, block_size):
     return jnp.sqrt(_knn_squared_radii(x, k, block_size))
 
 
-def knn_radii(x: jax.Array, *, k: int = NEAREST_K, block_size: int = BLOCK_SIZE) -> jax.Array:
+def knn_radii(x: ArrayLike, *, k: int = NEAREST_K, block_size: int = BLOCK_SIZE) -> jax.Array:
     """``float32[n]``: distance from each row of ``x: float32[n, dim]`` to its ``k``-th nearest
     other row (itself excluded; a duplicate row counts, at distance 0)."""
     x = jnp.asarray(x, jnp.float32)
@@ -192,7 +199,7 @@ def _manifold_metrics(real, fake, k, block_size):
 
 
 def manifold_metrics(
-    real: jax.Array, fake: jax.Array, *, k: int = NEAREST_K, block_size: int = BLOCK_SIZE
+    real: ArrayLike, fake: ArrayLike, *, k: int = NEAREST_K, block_size: int = BLOCK_SIZE
 ) -> dict[str, jax.Array]:
     """``{"precision", "recall", "density", "coverage"}``: float32 scalars (see the module doc).
 
