@@ -1,8 +1,8 @@
 """The generator's Gaussian latents, optionally truncated (the truncation trick of BigGAN).
 
 With ``truncation=psi`` every component is drawn from N(0, 1) restricted to ``[-psi, psi]``: a
-component with ``|z| > psi`` is, in effect, resampled until it falls inside (``jax.random
-.truncated_normal``), as Brock et al. 2019 do. Smaller ``psi`` trades variety for fidelity
+component with ``|z| > psi`` is, in effect, resampled until it falls inside
+(``jax.random.truncated_normal``), as Brock et al. 2019 do. Smaller ``psi`` trades variety for fidelity
 (precision up, recall down). ``truncation=None`` draws ``jax.random.normal``: the latents of an
 untruncated run are unchanged.
 """
