@@ -53,6 +53,11 @@ def test_train_then_sample_then_eval(cli, tiny_gan_flags, tmp_path: Path) -> Non
         "sample", "gan", "--workdir", str(workdir), "--num", "4", "--out", str(grid), "--overwrite"
     )
     assert done.returncode == 0 and grid.read_bytes() != saved
+    done = cli(
+        "sample", "gan", "--workdir", str(workdir), "--num", "4", "--out", str(grid), "--overwrite",
+        "--truncation", "0.5",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
     done = cli(
         "eval", "gan", "--workdir", str(workdir), "--num-samples", "64", "--classifier-steps", "20"
@@ -63,6 +68,23 @@ def test_train_then_sample_then_eval(cli, tiny_gan_flags, tmp_path: Path) -> Non
     assert result["frechet_distance"] > 0 and result["classifier_steps"] == 20
     assert 0.0 <= result["recognisable_rate"] <= 1.0
     assert json.loads(done.stdout[done.stdout.index("{") :]) == result
+    # KID, precision/recall, density/coverage on the same features, with the counts they used:
+    # the 360 test digits against 64 samples, 100 KID subsets of min(1000, 360, 64) rows, k=3.
+    assert result["truncation"] is None
+    assert (result["real_samples"], result["fake_samples"]) == (360, 64)
+    assert (result["kid_subsets"], result["kid_subset_size"], result["nearest_k"]) == (100, 64, 3)
+    assert result["kid_mean"] > 0 and result["kid_std"] > 0  # 8 steps: far from the data
+    for name in ("precision", "recall", "coverage"):
+        assert 0.0 <= result[name] <= 1.0
+    assert result["density"] >= 0.0
+    done = cli(
+        "eval", "gan", "--workdir", str(workdir), "--num-samples", "64", "--truncation", "0.5"
+    )  # its own file; the untruncated result stays
+    assert done.returncode == 0, done.stderr
+    truncated = json.loads((workdir / "eval_n64_seed0_psi0.5.json").read_text())
+    assert truncated["truncation"] == 0.5 and truncated["fake_samples"] == 64
+    assert truncated["kid_mean"] != result["kid_mean"]
+    assert json.loads((workdir / "eval_n64_seed0.json").read_text()) == result
     # Other settings get their own file; the existing classifier is reused and says so.
     done = cli(
         "eval", "gan", "--workdir", str(workdir), "--num-samples", "32", "--seed", "3",
@@ -103,6 +125,13 @@ BAD_COMMANDS = [
     (["train", "vae", "--workdir", "w"], "invalid choice: 'vae'"),
     (["sample", "gan", "--workdir", "nowhere"], "not a genjax-models run"),
     (["eval", "gan", "--workdir", "nowhere"], "not a genjax-models run"),
+    (["sample", "gan", "--workdir", "nowhere", "--truncation", "0"], "--truncation 0.0 is invalid"),
+    (["eval", "gan", "--workdir", "nowhere", "--truncation", "-1"], "--truncation -1.0 is invalid"),
+    (
+        ["eval", "gan", "--workdir", "nowhere", "--truncation", "inf"],
+        "expected a finite number > 0",
+    ),
+    (["eval", "gan", "--workdir", "w", "--truncation", "half"], "invalid float value: 'half'"),
 ]
 
 

@@ -133,13 +133,19 @@ def run_sample(args: argparse.Namespace) -> None:
             f"--out {args.out} exists: pass --overwrite to replace it, or another --out"
         )
     images, columns = sample_gan_grid(
-        args.workdir, args.num, args.seed, use_ema=not args.no_ema, label=args.label
+        args.workdir,
+        args.num,
+        args.seed,
+        use_ema=not args.no_ema,
+        label=args.label,
+        truncation=args.truncation,
     )
     print(f"genjax-models: wrote {save_image_grid(images, args.out, columns=columns)}")
 
 
 def run_eval(args: argparse.Namespace) -> None:
-    """``eval gan``: Frechet distance and recognisable rate as JSON on stdout."""
+    """``eval gan``: Frechet distance, KID, precision/recall, density/coverage and recognisable
+    rate, with the sample counts, as JSON on stdout."""
     from genjax_models.runs import evaluate_gan
 
     result = evaluate_gan(
@@ -149,5 +155,6 @@ def run_eval(args: argparse.Namespace) -> None:
         classifier_workdir=args.classifier_workdir,
         classifier_steps=args.classifier_steps,
         data_dir=args.data_dir,
+        truncation=args.truncation,
     )
     print(json.dumps(result, indent=2))

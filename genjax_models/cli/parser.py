@@ -228,11 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="conditional GAN: sample this class (default: one row per class)",
     )
+    _add_truncation_flag(sample_gan)
 
     evaluate = commands.add_parser("eval", help="evaluate a run").add_subparsers(
         dest="model", required=True, parser_class=_Parser
     )
-    eval_gan = evaluate.add_parser("gan", help="Frechet distance and recognisable rate")
+    eval_gan = evaluate.add_parser(
+        "gan", help="Frechet distance, KID, precision/recall, density/coverage, recognisable rate"
+    )
     eval_gan.add_argument("--workdir", required=True)
     eval_gan.add_argument("--num-samples", type=int, default=1000)
     eval_gan.add_argument("--seed", type=seed_arg, default=0)
@@ -245,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_gan.add_argument(
         "--classifier-steps", type=int, default=600, help="steps when training that classifier"
     )
+    _add_truncation_flag(eval_gan)
     eval_seq2seq = evaluate.add_parser("seq2seq", help="BLEU and exact match of translations")
     eval_seq2seq.add_argument("--workdir", required=True)
     eval_seq2seq.add_argument(
@@ -325,3 +329,13 @@ def _add_text_commands(
     )
     generate.add_argument("--num", type=int, default=1, help="samples of the prompt (default 1)")
     generate.add_argument("--seed", type=seed_arg, default=0)
+
+
+def _add_truncation_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--truncation",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="truncation trick: latents from N(0, 1) truncated to [-PSI, PSI], PSI > 0",
+    )

@@ -4,7 +4,8 @@ with a trained run (sample, evaluate, translate, generate).
 
 - :mod:`~genjax_models.runs.gan`: :func:`train_gan`, :func:`load_gan`, :func:`sample_gan`,
   :func:`sample_gan_grid`, :func:`generate_images`; :mod:`~genjax_models.runs.gan_evaluation`:
-  :func:`evaluate_gan` (Frechet distance, recognisable rate)
+  :func:`evaluate_gan` (Frechet distance, KID, precision/recall, density/coverage,
+  recognisable rate); :mod:`~genjax_models.runs.latents` (truncated latents)
 - :mod:`~genjax_models.runs.classifier`: :func:`train_classifier`, :func:`load_classifier`;
   :mod:`~genjax_models.runs.class_conditional`: :func:`train_class_conditional`,
   :func:`load_class_conditional`

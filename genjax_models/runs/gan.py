@@ -21,6 +21,7 @@ from genjax_models.models.gan import make_dcgan
 from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
 from genjax_models.runs.images import save_image_grid
+from genjax_models.runs.latents import check_truncation, gan_latents
 from genjax_models.runs.workdir import check_workdir, read_run
 from genjax_models.train.gan_steps import make_gan_step
 from genjax_models.train.state import GANState, init_gan_state
@@ -248,31 +249,44 @@ def sample_gan_grid(
     *,
     use_ema: bool = True,
     label: int | None = None,
+    truncation: float | None = None,
 ) -> tuple[np.ndarray, int | None]:
     """``(images float32[n, H, W, C] in [-1, 1], columns)`` from the latest checkpoint.
 
     Unconditional GAN: ``num`` samples, ``columns=None`` (square grid). Conditional GAN:
     ``num`` samples of class ``label``; without ``label``, one row per class of
     ``max(1, num // num_classes)`` samples, the same noise in every row (``columns`` of them).
+    ``truncation=psi`` draws the latents from N(0, 1) truncated to ``[-psi, psi]``
+    (:func:`~genjax_models.runs.latents.gan_latents`).
     """
     if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
         raise ValueError(f"num={num!r} is invalid: expected a positive number of samples")
+    check_truncation(truncation)
     classes = check_label(workdir, label)
     run = load_gan(workdir)
     if classes and label is None:
         per_class = max(1, num // classes)
-        noise = jax.random.normal(jax.random.PRNGKey(seed), (per_class, run.config.latent_dim))
+        noise = gan_latents(jax.random.PRNGKey(seed), per_class, run.config.latent_dim, truncation)
         z, labels = class_grid_inputs(run.config, noise, per_class)
         images = generate_images(run.generator, run.state, z, labels=labels, use_ema=use_ema)
         return images, per_class
-    z = jax.random.normal(jax.random.PRNGKey(seed), (num, run.config.latent_dim), jnp.float32)
+    z = gan_latents(jax.random.PRNGKey(seed), num, run.config.latent_dim, truncation)
     labels = None if label is None else np.full((num,), label, np.int32)
     return generate_images(run.generator, run.state, z, labels=labels, use_ema=use_ema), None
 
 
 def sample_gan(
-    workdir: str, num: int = 64, seed: int = 0, *, use_ema: bool = True, label: int | None = None
+    workdir: str,
+    num: int = 64,
+    seed: int = 0,
+    *,
+    use_ema: bool = True,
+    label: int | None = None,
+    truncation: float | None = None,
 ) -> np.ndarray:
     """``float32[n, H, W, C]`` samples in [-1, 1] from the latest checkpoint in ``workdir``
-    (see :func:`sample_gan_grid` for conditional GANs and ``label``)."""
-    return sample_gan_grid(workdir, num, seed, use_ema=use_ema, label=label)[0]
+    (see :func:`sample_gan_grid` for conditional GANs, ``label`` and ``truncation``)."""
+    images, _ = sample_gan_grid(
+        workdir, num, seed, use_ema=use_ema, label=label, truncation=truncation
+    )
+    return images

@@ -1,7 +1,9 @@
-"""GAN quality on digits-like data: Frechet distance, recognisable-sample rate, label agreement.
+"""GAN quality on digits-like data: Frechet distance, KID, precision/recall, density/coverage,
+recognisable-sample rate, label agreement.
 
-Both use the library's own CNN classifier p(y|x) trained on the same dataset: its penultimate
-features give the Frechet distance between generated images and the real test split, and its
+All use the library's own CNN classifier p(y|x) trained on the same dataset: its penultimate
+features give the Frechet distance, the KID and the k-NN metrics of
+:mod:`genjax_models.gan_metrics` between generated images and the real test split, and its
 confidence gives the fraction of samples it recognises as one class with probability >= 0.9.
 """
 
@@ -13,14 +15,22 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from genjax_models.configs import ClassifierConfig, TrainConfig
+from genjax_models.gan_metrics import (
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    NEAREST_K,
+    kid_subset_size,
+    kid_subsets,
+    manifold_metrics,
+)
 from genjax_models.metrics import frechet_distance, recognisable_rate
 from genjax_models.parallel.plans import DataParallel, make_mesh
 from genjax_models.runs.classifier import classify, load_classifier, train_classifier
 from genjax_models.runs.gan import GANRun, generate_images, load_gan
+from genjax_models.runs.latents import check_truncation, gan_latents
 from genjax_models.runs.workdir import RUN_FILE, has_checkpoints
 
 EVAL_CLASSIFIER_SUBDIR = "eval_classifier"
@@ -86,8 +96,14 @@ def gan_quality(
     num_samples: int,
     seed: int = 0,
     use_ema: bool = True,
+    truncation: float | None = None,
 ) -> dict[str, float]:
-    """``frechet_distance`` (generated vs ``real_images``) and ``recognisable_rate`` of samples.
+    """``frechet_distance``, ``kid_mean``/``kid_std``, ``precision``/``recall`` and
+    ``density``/``coverage`` (generated vs ``real_images``, classifier features; see
+    :mod:`genjax_models.gan_metrics`), ``recognisable_rate`` of the samples, and the counts these
+    used: ``real_samples``, ``fake_samples``, ``kid_subsets``, ``kid_subset_size`` and
+    ``nearest_k``. The latents are drawn with ``PRNGKey(seed)`` (truncated to ``[-truncation,
+    truncation]`` if given), the KID subsets with ``fold_in(PRNGKey(seed), 1)``.
 
     A conditional GAN generates sample ``i`` for label ``i % num_classes`` (balanced classes)
     and also gets ``label_agreement``: the fraction of samples that the classifier assigns to
@@ -98,18 +114,28 @@ def gan_quality(
       classifier: a restored classifier run (``model`` and ``state``).
       real_images: float32[n, H, W, C] reference images in [-1, 1] (the test split).
       num_samples: number of generated images.
+      truncation: None for N(0, 1) latents, else psi > 0 (the truncation trick).
     """
-    z = jax.random.normal(
-        jax.random.PRNGKey(seed), (num_samples, run.config.latent_dim), jnp.float32
-    )
+    key = jax.random.PRNGKey(seed)
+    z = gan_latents(key, num_samples, run.config.latent_dim, truncation)
     classes = run.config.num_classes
     labels = np.arange(num_samples, dtype=np.int32) % classes if classes else None
     fake = generate_images(run.generator, run.state, z, labels=labels, use_ema=use_ema)
     fake_probs, fake_features = classify(classifier.model, classifier.state, fake)
     _, real_features = classify(classifier.model, classifier.state, real_images)
+    kid = np.asarray(kid_subsets(real_features, fake_features, jax.random.fold_in(key, 1)))
+    manifold = manifold_metrics(real_features, fake_features, k=NEAREST_K)
     result = {
         "frechet_distance": frechet_distance(fake_features, real_features),
+        "kid_mean": float(np.mean(kid)),
+        "kid_std": float(np.std(kid)),  # ddof=0, as torch-fidelity
+        **{name: float(value) for name, value in manifold.items()},
         "recognisable_rate": recognisable_rate(fake_probs),
+        "real_samples": len(real_features),
+        "fake_samples": len(fake_features),
+        "kid_subsets": KID_SUBSETS,
+        "kid_subset_size": kid_subset_size(len(real_features), len(fake_features), KID_SUBSET_SIZE),
+        "nearest_k": NEAREST_K,
     }
     if labels is not None:
         result["label_agreement"] = float(np.mean(np.argmax(fake_probs, -1) == labels))
@@ -137,10 +163,13 @@ def evaluate_gan(
     classifier_workdir: str | None = None,
     classifier_steps: int = EVAL_CLASSIFIER_STEPS,
     data_dir: str | None = None,
+    truncation: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Evaluates the latest checkpoint in ``workdir`` and writes ``DIR/eval.json`` (for other
-    ``num_samples``/``seed``, ``DIR/eval_n<num_samples>_seed<seed>.json``: :func:`eval_file_name`).
+    ``num_samples``/``seed``/``truncation``, ``DIR/eval_n<num_samples>_seed<seed>.json`` or
+    ``..._psi<truncation>.json``: :func:`eval_file_name`). The metrics and counts are those of
+    :func:`gan_quality`, the real set the test split; ``truncation`` is recorded.
 
     The classifier comes from ``classifier_workdir`` (default ``DIR/eval_classifier``, trained on
     first use, for ``classifier_steps``). Also reports the Frechet distance between
@@ -150,8 +179,16 @@ def evaluate_gan(
     """
     from genjax_models.data import load_image_dataset
 
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples={num_samples!r} is invalid: expected an integer >= 2")
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, int)
+        or num_samples < NEAREST_K + 1
+    ):
+        raise ValueError(
+            f"num_samples={num_samples!r} is invalid: expected an integer >= {NEAREST_K + 1} "
+            f"(the k={NEAREST_K} nearest-neighbour metrics need k + 1 samples)"
+        )
+    check_truncation(truncation)
     if (
         isinstance(classifier_steps, bool)
         or not isinstance(classifier_steps, int)
@@ -184,7 +221,9 @@ def evaluate_gan(
             "it is trained: pass another --classifier-workdir for a new one)"
         )
     classifier_result = _read_json(os.path.join(classifier.workdir, "test_metrics.json"))
-    quality = gan_quality(run, classifier, test.images, num_samples=num_samples, seed=seed)
+    quality = gan_quality(
+        run, classifier, test.images, num_samples=num_samples, seed=seed, truncation=truncation
+    )
     _, train_features = classify(classifier.model, classifier.state, train.images)
     _, test_features = classify(classifier.model, classifier.state, test.images)
     floor, floor_rows = sample_size_matched_floor(train_features, test_features, num_samples, seed)
@@ -192,6 +231,7 @@ def evaluate_gan(
         "step": int(run.state.step),
         "dataset": dataset,
         "num_samples": num_samples,
+        "truncation": truncation,
         **quality,
         "real_train_vs_test_frechet_distance": floor,
         "real_train_images_in_floor": floor_rows,
@@ -200,15 +240,18 @@ def evaluate_gan(
         "classifier_steps": classifier_trained,
         "classifier_test_accuracy": classifier_result.get("test_accuracy"),
     }
-    with open(os.path.join(workdir, eval_file_name(num_samples, seed)), "w") as f:
+    with open(os.path.join(workdir, eval_file_name(num_samples, seed, truncation)), "w") as f:
         json.dump(result, f, indent=2)
     return result
 
 
-def eval_file_name(num_samples: int, seed: int) -> str:
-    """``eval.json`` for the default settings (:data:`EVAL_NUM_SAMPLES` samples, seed 0), else
-    ``eval_n<num_samples>_seed<seed>.json``: an evaluation with other settings never replaces
-    another's result (re-running the same settings reproduces the same numbers)."""
+def eval_file_name(num_samples: int, seed: int, truncation: float | None = None) -> str:
+    """``eval.json`` for the default settings (:data:`EVAL_NUM_SAMPLES` samples, seed 0, no
+    truncation), else ``eval_n<num_samples>_seed<seed>.json``, with ``_psi<truncation>`` before
+    ``.json`` for truncated latents: an evaluation with other settings never replaces another's
+    result (re-running the same settings reproduces the same numbers)."""
+    if truncation is not None:
+        return f"eval_n{num_samples}_seed{seed}_psi{float(truncation)!r}.json"
     if (num_samples, seed) == (EVAL_NUM_SAMPLES, 0):
         return "eval.json"
     return f"eval_n{num_samples}_seed{seed}.json"
