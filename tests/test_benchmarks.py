@@ -193,6 +193,50 @@ def test_bench_devices_runs_data_parallel(tmp_path, name, argv, per_step) -> Non
         assert rate == pytest.approx(4 * per_step)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, mesh",
+    [
+        ("lm", "data=8"),
+        ("lm", "fsdp=8"),
+        ("lm", "fsdp=2,tensor=4"),
+        ("seq2seq", "fsdp=8"),
+        ("seq2seq", "fsdp=2,tensor=4"),
+    ],
+)
+def test_bench_mesh_reports_bytes_per_device(tmp_path, name: str, mesh: str) -> None:
+    """``bench lm|seq2seq --mesh`` on 8 simulated devices (the small configs, 12M/10M
+    parameters): one device holds the whole state on data=8 and within 10% of 1/8 of it on
+    fsdp=8 and on (fsdp=2, tensor=4), measured from the placed arrays' shards (vocabulary 512:
+    the byte vocabulary's 259 rows do not divide tensor=4); the step's temporary bytes per device
+    are reported beside it."""
+    import os
+
+    out = tmp_path / "mesh.json"
+    flags = "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+    extra = ["--generate", "2"] if name == "lm" else ["--dropout", "0"]
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "genjax_models.cli", "bench", name, "--batch-size", "8",
+            "--length", "16", "--steps", "1", "--windows", "1", "--vocab-size", "512",
+            "--mesh", mesh, *extra, "--out", str(out),
+        ],
+        capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": flags}, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "state per device" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["mesh"] == mesh and result["devices_used"] == 8
+    assert result["jax"]["recompilations_after_warmup"] == 0
+    memory = result["jax"]["memory"]
+    assert memory["temp_bytes_per_device"] > 0
+    fraction = memory["state_bytes_max_per_device"] / memory["state_bytes_total"]
+    if mesh == "data=8":
+        assert fraction == 1.0
+    else:
+        assert 1 / 8 <= fraction <= 1.1 / 8, fraction
+
+
 def test_bench_flag_errors_are_one_line_before_any_work() -> None:
     for argv, needle in [
         (["gan", "--devices", "2"], "devices=2 but only 1 cpu device(s) are available"),
@@ -201,6 +245,8 @@ def test_bench_flag_errors_are_one_line_before_any_work() -> None:
         (["lm", "--size", "huge"], "argument --size: invalid choice: 'huge'"),
         (["blocks", "--sections", "speed"], "--sections speed: expected some of"),
         (["blocks", "--depths", "2,x"], "--depths '2,x': expected comma-separated integers"),
+        (["lm", "--mesh", "fsdp=2"], "--mesh data=1,fsdp=2,tensor=1 has 2 devices but this run"),
+        (["lm", "--mesh", "fsdp=1", "--devices", "1"], "--devices and --mesh both given"),
     ]:
         done = subprocess.run(
             [sys.executable, "-m", "genjax_models.cli", "bench", *argv],

@@ -14,8 +14,14 @@ Every step follows the contract ``step(state, batch, rng, *, axis_name=None)``. 
   implemented on jit + shard_map since JAX 0.8): prefer ``"jit"``.
 
 All three donate the old state's buffers and derive the step key inside the compiled function
-(``fold_in(state.rng, state.step)``). Checkpoints always hold the plain, unreplicated state
-(:meth:`DataParallel.unplace`), so they restore onto any device count.
+(``fold_in(state.rng, state.step)``). Checkpoints hold the state as placed (:meth:`DataParallel.unplace`
+strips pmap's device axis) and restore onto any device count or mesh.
+
+On a named mesh (:func:`genjax_models.parallel.sharding.make_named_mesh`, axes ``data``, ``fsdp``,
+``tensor``) the ``"jit"`` plan also shards the state: each leaf gets the sharding its logical axis
+names and :attr:`DataParallel.rules` give (:func:`~genjax_models.parallel.sharding.state_shardings`),
+the batch is split over ``data`` x ``fsdp``, and the step is traced under the rules so that its
+activation constraints apply. The step function is the same.
 
 Several processes (:mod:`genjax_models.parallel.distributed`): the mesh spans every process's
 devices; each process builds the same plain state and the same global batch of step ``t`` (a pure

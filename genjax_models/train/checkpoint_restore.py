@@ -69,6 +69,17 @@ def _leaves_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
     }
 
 
+def _with_sharding(leaf: Any) -> jax.ShapeDtypeStruct:
+    """The restore target of one leaf: its shape, dtype and sharding; a leaf without one (an
+    abstract ``jax.eval_shape`` target) lands on this process's first device, whatever mesh
+    saved it (Orbax would otherwise look for the saving topology)."""
+    struct = ocp.utils.to_shape_dtype_struct(leaf)
+    if getattr(struct, "sharding", None) is None:
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        struct = jax.ShapeDtypeStruct(struct.shape, struct.dtype, sharding=device)
+    return struct
+
+
 def _first_mismatch(saved: Any, expected: Any) -> str | None:
     """The first array whose presence or shape differs between two trees, as one phrase."""
     saved_leaves, expected_leaves = _leaves_by_path(saved), _leaves_by_path(expected)
@@ -110,7 +121,7 @@ class CheckpointReader:
 
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
         target_dict = flax.serialization.to_state_dict(target)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_dict)
+        abstract = jax.tree.map(_with_sharding, target_dict)
 
         def read(at: int) -> tuple[Any, dict[str, Any]]:
             meta = self._read_meta(at)
