@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from genjax_models.nn.spectral import spectrally_normalized
+
 DCGAN_INIT = nn.initializers.normal(stddev=0.02)
 """N(0, 0.02) weight initialisation from the DCGAN paper."""
 
@@ -110,10 +112,12 @@ class UpBlock(nn.Module):
     features: int
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of the kernel (genjax_models.nn.spectral)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = SubPixelConvTranspose(self.features, dtype=self.dtype)(x)
+        up = SubPixelConvTranspose(self.features, dtype=self.dtype)
+        x = spectrally_normalized(up, self.spectral_norm, train)(x)
         x = dcgan_batch_norm(train, self.dtype, self.batch_norm_axis_name)(x)
         return nn.relu(x)
 
@@ -128,10 +132,11 @@ class DownBlock(nn.Module):
     use_batch_norm: bool = True
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of the kernel (genjax_models.nn.spectral)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = nn.Conv(
+        conv = nn.Conv(
             self.features,
             (4, 4),
             strides=(2, 2),
@@ -139,7 +144,8 @@ class DownBlock(nn.Module):
             use_bias=not self.use_batch_norm,
             dtype=self.dtype,
             kernel_init=DCGAN_INIT,
-        )(x)
+        )
+        x = spectrally_normalized(conv, self.spectral_norm, train)(x)
         if self.use_batch_norm:
             x = dcgan_batch_norm(train, self.dtype, self.batch_norm_axis_name)(x)
         return nn.leaky_relu(x, negative_slope=0.2)

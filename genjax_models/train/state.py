@@ -59,6 +59,9 @@ class GANState:
       g_opt_state, d_opt_state: optax states of ``g_tx`` and ``d_tx``.
       ema_g_params: exponential moving average of ``g_params``, used for sampling.
       g_tx, d_tx: optax transformations (static, not saved: rebuilt from the config).
+      ada: adaptive augmentation state, ``{}`` unless ADA is on; then ``{"p": float32[]
+        augmentation probability, "signs": float32[] sum of the steps' E[sign D(real)] since
+        the last adjustment}`` (:func:`init_ada_state`; updated by the GAN step).
     """
 
     step: jax.Array
@@ -72,6 +75,7 @@ class GANState:
     ema_g_params: PyTree
     g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
     d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    ada: PyTree = flax.struct.field(default_factory=dict)
 
     if TYPE_CHECKING:  # added by ``flax.struct.dataclass``, which type checkers cannot see
 
@@ -100,6 +104,8 @@ def init_gan_state(
     image_shape: tuple[int, int, int],
     latent_dim: int | None = None,
     conditional: bool = False,
+    pack: int = 1,
+    ada_p: float | None = None,
 ) -> GANState:
     """Initialises a :class:`GANState` for any pair of Linen modules.
 
@@ -114,6 +120,8 @@ def init_gan_state(
       latent_dim: noise size; defaults to ``generator.latent_dim``.
       conditional: the modules also take labels, ``generator(z, labels, train=...)`` and
         ``discriminator(x, labels, train=...)`` with ``labels: int32[batch]``.
+      pack: PacGAN's packing: the discriminator is initialised on ``[1, H, W, pack * C]``.
+      ada_p: with ADA on, the starting augmentation probability (``state.ada``).
     """
     latent_dim = resolve_latent_dim(generator, latent_dim)
     g_key, d_key, run_key = jax.random.split(rng, 3)
@@ -121,9 +129,10 @@ def init_gan_state(
     g_params, g_stats = _init_variables(
         generator, g_key, (jnp.zeros((1, latent_dim), jnp.float32), *labels)
     )
-    d_params, d_stats = _init_variables(
-        discriminator, d_key, (jnp.zeros((1, *image_shape), jnp.float32), *labels)
-    )
+    height, width, channels = image_shape
+    d_input = jnp.zeros((1, height, width, pack * channels), jnp.float32)
+    d_params, d_stats = _init_variables(discriminator, d_key, (d_input, *labels))
+    ada = {} if ada_p is None else init_ada_state(ada_p)
     return GANState(
         step=jnp.zeros((), jnp.int32),
         rng=run_key,
@@ -136,6 +145,7 @@ def init_gan_state(
         ema_g_params=jax.tree.map(jnp.copy, g_params),
         g_tx=g_tx,
         d_tx=d_tx,
+        ada=ada,
     )
 
 
@@ -172,3 +182,8 @@ def resolve_latent_dim(generator: nn.Module, latent_dim: int | None) -> int:
             "module a `latent_dim` attribute"
         )
     return latent_dim
+
+
+def init_ada_state(p: float) -> dict[str, jax.Array]:
+    """ADA's state at the start of a run: probability ``p``, nothing accumulated."""
+    return {"p": jnp.asarray(p, jnp.float32), "signs": jnp.zeros((), jnp.float32)}
