@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from genjax_models.configs.gan_toolbox import GAN_AUGMENTATIONS, augment_policy
 from genjax_models.configs.checks import is_finite_number
+from genjax_models.configs.gan_toolbox import GAN_AUGMENTATIONS, augment_policy
 
 Transform = Callable[[jax.Array, jax.Array], jax.Array]  # (image [h, w, c], key) -> image
 

@@ -14,6 +14,12 @@ The layer's parameters keep their names and place: a spectrally normalised model
 ``params`` tree as the plain one. It works for any layer whose kernel is a parameter, the
 library's :class:`~genjax_models.nn.conv.SubPixelConvTranspose` included: the wrapper normalises
 the ``kernel`` parameter before the layer's custom-VJP transposed convolution sees it.
+
+One change to Flax's wrapper (:class:`SpectralNorm`): at ``init`` Flax writes the *normalised*
+kernel ``W0 / sigma(W0)`` back as the parameter, so a normalised layer would start from another
+initialisation than the plain one (about 10x larger for DCGAN's N(0, 0.02)). Here ``init``
+stores the layer's own initial kernel (as PyTorch's ``weight_orig``), and creates ``u`` and
+``sigma`` as Flax does; every ``apply`` normalises.
 """
 
 from __future__ import annotations
@@ -25,10 +31,19 @@ import flax.linen as nn
 import jax
 
 
+class SpectralNorm(nn.SpectralNorm):
+    """``flax.linen.SpectralNorm`` whose ``init`` keeps the layer's initial parameters (module
+    docstring); the same variables, names and ``apply``."""
+
+    def _spectral_normalize(self, path, vs, update_stats):  # noqa: ANN001, ANN202 (Flax's)
+        normalised = super()._spectral_normalize(path, vs, update_stats)  # creates u, sigma
+        return vs if self.is_initializing() else normalised
+
+
 def spectrally_normalized(layer: nn.Module, enabled: bool, train: bool) -> Callable[..., jax.Array]:
     """``layer`` itself, or (``enabled``) ``layer`` with its kernel spectrally normalised, its
     power iteration state updated when ``train``. Call it inside a compact method, on the
     layer's inputs."""
     if not enabled:
         return layer
-    return functools.partial(nn.SpectralNorm(layer), update_stats=train)
+    return functools.partial(SpectralNorm(layer), update_stats=train)
