@@ -7,6 +7,7 @@ arguments, so both raise the same one-line message before anything is traced.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from genjax_models.configs.checks import fail, is_finite_number
@@ -18,7 +19,7 @@ GAN_AUGMENTATIONS = ("color", "translation", "cutout")
 def _names(policy: Any) -> list[Any]:
     if isinstance(policy, str):
         return [] if policy.strip() == "" else [name.strip() for name in policy.split(",")]
-    return list(policy) if isinstance(policy, (tuple, list)) else [policy]
+    return list(policy) if isinstance(policy, Sequence) else [policy]
 
 
 def policy_problem(policy: Any) -> str | None:
@@ -35,7 +36,7 @@ def policy_problem(policy: Any) -> str | None:
     return None
 
 
-def augment_policy(policy: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def augment_policy(policy: str | Sequence[str]) -> tuple[str, ...]:
     """``"color,translation"`` (or a sequence of names) -> ``("color", "translation")``;
     ``""`` -> ``()``. Raises a one-line ValueError naming a bad or repeated name."""
     problem = policy_problem(policy)

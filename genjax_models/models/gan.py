@@ -228,7 +228,7 @@ def make_dcgan(
     :class:`ProjectionDiscriminator`; else :class:`Generator` and :class:`Discriminator`.
     ``config.spectral_norm_g`` / ``spectral_norm_d`` spectrally normalise G's / D's kernels;
     with ``config.pack = m`` the discriminator takes ``m * channels`` input channels
-    (:attr:`GANConfig.discriminator_input_shape`, what PacGAN packing gives it).
+    (``GANConfig.discriminator_input_shape``, what PacGAN packing gives it).
     """
     dtype = compute_dtype(config.dtype)
     if config.num_classes:
