@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import flax.linen as nn
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +20,7 @@ from multidevice_support import compare_leaves, field_of, load_leaves, run_side_
 from genjax_models.configs import ConfigError, GANConfig
 from genjax_models.models.gan import make_dcgan
 from genjax_models.train import init_gan_state, jit_step, make_gan_step
+from genjax_models.train.checkpoint import Checkpointer, CheckpointError
 
 SCRIPT = Path(__file__).with_name("_multidevice_check.py")
 SHAPE = (4, 4, 1)
@@ -223,3 +225,20 @@ def test_gan_config_rejects_bad_toolbox_values(field, value, message) -> None:
     with pytest.raises(ConfigError, match=message) as err:
         GANConfig(**{field: value})
     assert "\n" not in str(err.value)
+
+
+def test_a_checkpoint_written_before_state_ada_existed_restores(tmp_path: Path) -> None:
+    """A GANState saved without the ``ada`` field (as before ADA) restores into today's state
+    with ADA off, every array as saved; a target with ADA on names what is missing."""
+    _, _, state = _dcgan_state()
+    old = flax.serialization.to_state_dict(state)
+    del old["ada"]
+    with Checkpointer(str(tmp_path), async_save=False) as checkpointer:
+        checkpointer.save(3, old, {})
+        restored, _ = checkpointer.restore(state)
+        assert restored.ada == {}
+        for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
+            np.testing.assert_array_equal(x, y)
+        _, _, with_ada = _dcgan_state(GANConfig(**{**vars(DCGAN), "augment": "color"}), ada_p=0.0)
+        with pytest.raises(CheckpointError, match=r"ada.p is missing from the checkpoint"):
+            checkpointer.restore(with_ada, 3)
