@@ -17,6 +17,8 @@ from genjax_models.configs.checks import (
     is_finite_number,
     is_power_of_two,
 )
+from genjax_models.configs.gan_toolbox import GAN_AUGMENTATIONS as GAN_AUGMENTATIONS
+from genjax_models.configs.gan_toolbox import augment_policy, check_gan_toolbox
 
 GAN_LOSSES = ("non_saturating", "minimax", "hinge", "wasserstein", "least_squares")
 CLASSIFIER_ARCHITECTURES = ("cnn", "mlp")
@@ -37,6 +39,15 @@ class GANConfig:
     ``r2_gamma / 2 * mean sum |grad D(fake)|^2`` (R2); ``r1_interval = k`` applies R1 and R2 on
     every k-th critic update only, multiplied by k (lazy regularisation; see
     :func:`genjax_models.train.gan_steps.make_gan_step` for the update count).
+
+    The toolbox (all off by default; checks in :mod:`genjax_models.configs.gan_toolbox`):
+    ``spectral_norm_d`` / ``spectral_norm_g`` spectrally normalise every kernel of D / G (D then
+    has no BatchNorm, as SNGAN and StudioGAN); ``pack = m`` shows D m samples concatenated
+    along channels (PacGAN); ``augment`` is a comma-separated DiffAugment policy among
+    :data:`GAN_AUGMENTATIONS` applied to every image D sees, each transform with probability
+    ``augment_p`` per example; ``ada_target > 0`` adapts that probability (ADA) every
+    ``ada_interval`` steps by ``sign(E[sign D(real)] - ada_target) * batch * ada_interval /
+    (ada_kimg * 1000)``, starting from ``augment_p``.
     """
 
     latent_dim: int = 100
@@ -52,6 +63,14 @@ class GANConfig:
     r1_gamma: float = 0.0
     r2_gamma: float = 0.0
     r1_interval: int = 1
+    spectral_norm_d: bool = False
+    spectral_norm_g: bool = False
+    pack: int = 1
+    augment: str = ""
+    augment_p: float = 1.0
+    ada_target: float = 0.0
+    ada_interval: int = 4
+    ada_kimg: float = 500.0
 
     def __post_init__(self) -> None:
         check_positive_int(self, "latent_dim", "base_width", "image_size", "channels", "n_critic")
@@ -73,11 +92,22 @@ class GANConfig:
         check_choice(self, "dtype", COMPUTE_DTYPES)
         if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
             fail(type(self), "ema_decay", self.ema_decay, "a float in [0, 1) (0 disables EMA)")
+        check_gan_toolbox(self)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(height, width, channels) of generated images."""
         return (self.image_size, self.image_size, self.channels)
+
+    @property
+    def discriminator_input_shape(self) -> tuple[int, int, int]:
+        """(height, width, pack * channels): what D sees, ``pack`` images along channels."""
+        return (self.image_size, self.image_size, self.pack * self.channels)
+
+    @property
+    def augment_policy(self) -> tuple[str, ...]:
+        """``augment`` as a tuple of names (``()`` when off)."""
+        return augment_policy(self.augment)
 
     @property
     def num_upsamplings(self) -> int:

@@ -19,6 +19,7 @@ from genjax_models.nn.conv import (
     dcgan_batch_norm,
 )
 from genjax_models.nn.partitioning import CLASSES, CONV_IN, CONV_OUT, logical
+from genjax_models.nn.spectral import spectrally_normalized
 
 
 def _log2_blocks(image_size: int) -> int:
@@ -38,20 +39,25 @@ def _dcgan_generator_body(module: nn.Module, h: jax.Array, train: bool) -> jax.A
     """``h: float[batch, n] -> float32[batch, S, S, C]``: dense 4x4 seed, up-blocks, tanh."""
     num_blocks = _log2_blocks(module.image_size)
     width = module.base_width * 2 ** (num_blocks - 1)
-    x = nn.Dense(
+    seed = nn.Dense(
         4 * 4 * width,
         use_bias=False,
         dtype=module.dtype,
         kernel_init=logical(DCGAN_INIT, CONV_IN, CONV_OUT),
-    )(h)
+    )
+    x = spectrally_normalized(seed, module.spectral_norm, train)(h)
     x = x.reshape(h.shape[0], 4, 4, width)  # (B, 4, 4, W)
     x = nn.relu(dcgan_batch_norm(train, module.dtype, module.batch_norm_axis_name)(x))
     for _ in range(num_blocks - 1):
         width //= 2
-        x = UpBlock(width, dtype=module.dtype, batch_norm_axis_name=module.batch_norm_axis_name)(
-            x, train=train
-        )
-    x = SubPixelConvTranspose(module.channels, dtype=module.dtype)(x)  # (B, S, S, C)
+        x = UpBlock(
+            width,
+            dtype=module.dtype,
+            batch_norm_axis_name=module.batch_norm_axis_name,
+            spectral_norm=module.spectral_norm,
+        )(x, train=train)
+    last = SubPixelConvTranspose(module.channels, dtype=module.dtype)
+    x = spectrally_normalized(last, module.spectral_norm, train)(x)  # (B, S, S, C)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -65,23 +71,29 @@ def _check_images(module: nn.Module, x: jax.Array) -> None:
 
 
 def _dcgan_discriminator_features(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
-    """``x: float[batch, S, S, C] -> [batch, 4, 4, base_width * 2**(n-1)]`` (down-blocks)."""
+    """``x: float[batch, S, S, C] -> [batch, 4, 4, base_width * 2**(n-1)]`` (down-blocks).
+
+    With ``module.spectral_norm`` every kernel is spectrally normalised and the blocks have no
+    BatchNorm (SNGAN, and StudioGAN's DCGAN with ``d_spectral_norm``: the normalisation
+    replaces it)."""
     x = x.astype(module.dtype)
     for i in range(_log2_blocks(module.image_size)):
         x = DownBlock(
             module.base_width * 2**i,
-            use_batch_norm=i > 0,
+            use_batch_norm=i > 0 and not module.spectral_norm,
             dtype=module.dtype,
             batch_norm_axis_name=module.batch_norm_axis_name,
+            spectral_norm=module.spectral_norm,
         )(x, train=train)
     return x
 
 
-def _dcgan_logit(module: nn.Module, h: jax.Array) -> jax.Array:
+def _dcgan_logit(module: nn.Module, h: jax.Array, train: bool) -> jax.Array:
     """The 4x4 valid convolution to one logit: ``[batch, 4, 4, W] -> float32[batch]``."""
-    x = nn.Conv(
+    conv = nn.Conv(
         1, (4, 4), padding="VALID", use_bias=False, dtype=module.dtype, kernel_init=CONV_KERNEL_INIT
-    )(h)  # (B, 1, 1, 1)
+    )
+    x = spectrally_normalized(conv, module.spectral_norm, train)(h)  # (B, 1, 1, 1)
     return x.reshape(x.shape[0]).astype(jnp.float32)
 
 
@@ -107,6 +119,7 @@ class Generator(nn.Module):
     channels: int = 1
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of every kernel (genjax_models.nn.spectral)
 
     @nn.compact
     def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
@@ -130,12 +143,13 @@ class Discriminator(nn.Module):
     channels: int = 1
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of every kernel (genjax_models.nn.spectral)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         _check_images(self, x)
         h = _dcgan_discriminator_features(self, x, train)  # (B, 4, 4, W)
-        return _dcgan_logit(self, h)
+        return _dcgan_logit(self, h, train)
 
 
 class ConditionalGenerator(nn.Module):
@@ -153,6 +167,7 @@ class ConditionalGenerator(nn.Module):
     channels: int = 1
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of every kernel (genjax_models.nn.spectral)
 
     @nn.compact
     def __call__(self, z: jax.Array, labels: jax.Array, *, train: bool) -> jax.Array:
@@ -189,20 +204,22 @@ class ProjectionDiscriminator(nn.Module):
     channels: int = 1
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of every kernel (genjax_models.nn.spectral)
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array, *, train: bool) -> jax.Array:
         _check_images(self, x)
         _check_labels(self, labels, x.shape[0])
         h = _dcgan_discriminator_features(self, x, train)  # (B, 4, 4, W)
-        embedding = nn.Embed(
+        embed = nn.Embed(
             self.num_classes,
             h.shape[-1],
             embedding_init=logical(DCGAN_INIT, CLASSES, CONV_OUT),
             name="label_embedding",
-        )(labels)  # (B, W)
+        )
+        embedding = spectrally_normalized(embed, self.spectral_norm, train)(labels)  # (B, W)
         pooled = jnp.sum(h.astype(jnp.float32), axis=(1, 2))  # (B, W)
-        return _dcgan_logit(self, h) + jnp.sum(embedding * pooled, axis=-1)
+        return _dcgan_logit(self, h, train) + jnp.sum(embedding * pooled, axis=-1)
 
 
 def compute_dtype(name: str) -> Any:
@@ -219,6 +236,9 @@ def make_dcgan(
 
     ``config.num_classes > 0``: :class:`ConditionalGenerator` and
     :class:`ProjectionDiscriminator`; else :class:`Generator` and :class:`Discriminator`.
+    ``config.spectral_norm_g`` / ``spectral_norm_d`` spectrally normalise G's / D's kernels;
+    with ``config.pack = m`` the discriminator takes ``m * channels`` input channels
+    (``GANConfig.discriminator_input_shape``, what PacGAN packing gives it).
     """
     dtype = compute_dtype(config.dtype)
     if config.num_classes:
@@ -231,8 +251,10 @@ def make_dcgan(
             batch_norm_axis_name=batch_norm_axis_name,
         )
         return (
-            ConditionalGenerator(latent_dim=config.latent_dim, **common),
-            ProjectionDiscriminator(**common),
+            ConditionalGenerator(
+                latent_dim=config.latent_dim, spectral_norm=config.spectral_norm_g, **common
+            ),
+            ProjectionDiscriminator(spectral_norm=config.spectral_norm_d, **common),
         )
     generator = Generator(
         latent_dim=config.latent_dim,
@@ -241,12 +263,14 @@ def make_dcgan(
         channels=config.channels,
         dtype=dtype,
         batch_norm_axis_name=batch_norm_axis_name,
+        spectral_norm=config.spectral_norm_g,
     )
     discriminator = Discriminator(
         base_width=config.base_width,
         image_size=config.image_size,
-        channels=config.channels,
+        channels=config.pack * config.channels,  # PacGAN: D sees pack images along channels
         dtype=dtype,
         batch_norm_axis_name=batch_norm_axis_name,
+        spectral_norm=config.spectral_norm_d,
     )
     return generator, discriminator

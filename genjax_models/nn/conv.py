@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from genjax_models.nn.partitioning import CONV_IN, CONV_OUT, constrain_batch, logical
+from genjax_models.nn.spectral import spectrally_normalized
 
 DCGAN_INIT = nn.initializers.normal(stddev=0.02)
 """N(0, 0.02) weight initialisation from the DCGAN paper."""
@@ -119,10 +120,12 @@ class UpBlock(nn.Module):
     features: int
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of the kernel (genjax_models.nn.spectral)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = SubPixelConvTranspose(self.features, dtype=self.dtype)(x)
+        up = SubPixelConvTranspose(self.features, dtype=self.dtype)
+        x = spectrally_normalized(up, self.spectral_norm, train)(x)
         x = dcgan_batch_norm(train, self.dtype, self.batch_norm_axis_name)(x)
         return constrain_batch(nn.relu(x))
 
@@ -137,10 +140,11 @@ class DownBlock(nn.Module):
     use_batch_norm: bool = True
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of the kernel (genjax_models.nn.spectral)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = nn.Conv(
+        conv = nn.Conv(
             self.features,
             (4, 4),
             strides=(2, 2),
@@ -149,7 +153,8 @@ class DownBlock(nn.Module):
             dtype=self.dtype,
             kernel_init=CONV_KERNEL_INIT,
             bias_init=logical(nn.initializers.zeros, CONV_OUT),
-        )(x)
+        )
+        x = spectrally_normalized(conv, self.spectral_norm, train)(x)
         if self.use_batch_norm:
             x = dcgan_batch_norm(train, self.dtype, self.batch_norm_axis_name)(x)
         return constrain_batch(nn.leaky_relu(x, negative_slope=0.2))

@@ -60,6 +60,8 @@ def _init_state(
         adam(d_optim),
         config.image_shape,
         conditional=config.num_classes > 0,
+        pack=config.pack,
+        ada_p=config.augment_p if config.ada_target > 0 else None,
     )
 
 
@@ -155,6 +157,12 @@ def train_gan(
             "microbatch are not the batch's; use --grad-accum 1 (or a larger --batch-size)"
         )
     parallel.check_batch_size(train.batch_size)
+    if (train.batch_size // parallel.num_devices) % config.pack:
+        raise ValueError(
+            f"pack={config.pack} does not divide the batch of {train.batch_size} images over "
+            f"{parallel.num_devices} device(s): use a --batch-size that is a multiple of "
+            f"{config.pack * parallel.num_devices}"
+        )
     check_workdir(train.workdir, identity, resume=resume, overwrite=overwrite)
     arrays = load_image_dataset(dataset, "train", data_dir=data_dir, image_size=config.image_size)
     check_data_shape(arrays.images, config, dataset)
@@ -178,6 +186,12 @@ def train_gan(
         r1_gamma=config.r1_gamma,
         r2_gamma=config.r2_gamma,
         r1_interval=config.r1_interval,
+        pack=config.pack,
+        augment=config.augment_policy,
+        augment_p=config.augment_p,
+        ada_target=config.ada_target,
+        ada_interval=config.ada_interval,
+        ada_kimg=config.ada_kimg,
     )
     noise = fixed_noise(config, train.seed)
     labels, columns = None, None

@@ -93,6 +93,29 @@ def _first_mismatch(saved: Any, expected: Any) -> str | None:
     return None
 
 
+def _without_absent_empty(abstract: Any, saved: Any) -> Any:
+    """``abstract`` without the dict entries that hold no array and that ``saved`` lacks: a
+    state field added after the checkpoint was written and empty in this run (``GANState.ada``
+    with ADA off) restores from a checkpoint that predates it."""
+    if not isinstance(abstract, dict) or not hasattr(saved, "keys"):
+        return abstract
+    return {
+        key: _without_absent_empty(value, saved[key]) if key in saved else value
+        for key, value in abstract.items()
+        if key in saved or jax.tree.leaves(value)
+    }
+
+
+def _with_absent_empty(target: Any, restored: Any) -> Any:
+    """``restored`` with the empty entries of ``target`` it lacks put back (the inverse)."""
+    if not isinstance(target, dict) or not isinstance(restored, dict):
+        return restored
+    return {
+        key: _with_absent_empty(value, restored[key]) if key in restored else value
+        for key, value in target.items()
+    }
+
+
 class CheckpointReader:
     """Reads the checkpoints of ``manager`` (in ``directory``) back, with the fallback.
 
@@ -126,7 +149,9 @@ class CheckpointReader:
         def read(at: int) -> tuple[Any, dict[str, Any]]:
             meta = self._read_meta(at)
             self._check_matches(at, abstract)  # before reading arrays: a mismatch is no fault
-            arrays = self._read_state(at, ocp.args.StandardRestore(abstract))
+            present = _without_absent_empty(abstract, self._saved_arrays(at))
+            arrays = self._read_state(at, ocp.args.StandardRestore(present))
+            arrays = _with_absent_empty(target_dict, arrays)
             return flax.serialization.from_state_dict(target, arrays), meta
 
         return self._explicit(step, read) if step is not None else self._newest_readable(read)

@@ -12,6 +12,13 @@ forward). The regularisers' passes (interpolates, reals, fakes) are train-mode t
 penalise the function the loss trains (batch statistics of the batch they see, cross-replica with
 ``batch_norm_axis_name``), but the running statistics they compute are discarded: they leave
 ``d_batch_stats`` as without the penalty.
+
+The toolbox (:mod:`genjax_models.train.gan_inputs`): every image D sees, real or fake, in the D
+and in the G update, goes through DiffAugment (a fresh key per pass) and PacGAN packing first;
+the regularisers see those same inputs (R1 on augmented, packed reals, as StyleGAN2-ADA). With
+ADA the augmentation probability is ``state.ada["p"]``, adjusted at the end of the step.
+Spectral normalisation is the modules' (``make_dcgan``): its power-iteration vectors are
+BatchNorm-like statistics in ``d_batch_stats`` / ``g_batch_stats``, updated by the same passes.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from genjax_models.regularizers import (
     lazy_penalty,
     r1_penalty,
 )
+from genjax_models.train.gan_inputs import AUGMENT_STREAM, DiscriminatorInputs, global_batch_size
 from genjax_models.train.state import GANState, PyTree, resolve_latent_dim
 from genjax_models.train.step_parts import (
     Batch,
@@ -87,6 +95,12 @@ def make_gan_step(
     r1_gamma: float = 0.0,
     r2_gamma: float = 0.0,
     r1_interval: int = 1,
+    pack: int = 1,
+    augment: str | tuple[str, ...] = (),
+    augment_p: float = 1.0,
+    ada_target: float = 0.0,
+    ada_interval: int = 4,
+    ada_kimg: float = 500.0,
 ) -> Step:
     """Builds ``gan_step(state, batch, rng, *, axis_name=None) -> (GANState, metrics)``.
 
@@ -122,9 +136,28 @@ def make_gan_step(
     are of the last critic update. With a regulariser on, also the terms it adds to D's loss,
     weights and lazy factor included (0 on an update that skips them), averaged over the call's
     ``n_critic`` updates: ``d_gp``, ``d_r1``, ``d_r2``; D minimises ``d_loss`` plus these.
+
+    The toolbox (off by default; :mod:`genjax_models.train.gan_inputs`):
+
+    - ``pack`` m (PacGAN): D sees ``float32[batch / m, H, W, m * C]``, m consecutive reals (or
+      fakes) along channels; build D for ``m * C`` channels and initialise the state with
+      ``init_gan_state(..., pack=m)``. m must divide the (per-device) batch.
+    - ``augment``: DiffAugment policy (names among ``color``, ``translation``, ``cutout``, or
+      one comma-separated string), each transform applied per example with probability
+      ``augment_p``, to every image D sees. Keys: ``fold_in(rng, AUGMENT_STREAM)`` folded with
+      ``2 i`` / ``2 i + 1`` for the reals / fakes of critic update ``i`` and ``2 n_critic`` for
+      the generator update's fakes; per example by global index.
+    - ``ada_target`` > 0 (ADA): ``augment_p`` is adapted every ``ada_interval`` steps, at the
+      rate ``ada_kimg`` (thousand images for p to move by 1); the state needs
+      ``init_gan_state(..., ada_p=<start>)``. Metrics then also have ``aug_p`` (the p this step
+      used) and ``ada_rt`` (its ``E[sign(D(real) - threshold)]``).
     """
     weights = {"gp_weight": gp_weight, "r1_gamma": r1_gamma, "r2_gamma": r2_gamma}
     _check_arguments(loss, n_critic, ema_decay, weights, r1_interval)
+    view = DiscriminatorInputs.checked(
+        pack=pack, augment=augment, augment_p=augment_p, ada_target=ada_target,
+        ada_interval=ada_interval, ada_kimg=ada_kimg, conditional=conditional,
+    )  # fmt: skip
     latent_dim = resolve_latent_dim(generator, latent_dim)
     threshold = 0.5 if loss == "least_squares" else 0.0
 
@@ -135,6 +168,14 @@ def make_gan_step(
         mean = mean_over(axis_name)
         real = batch["image"]
         batch_size = real.shape[0]
+        view.check(state, batch_size, axis_name)
+        p = view.probability_of(state)
+        augment_root = jax.random.fold_in(rng, AUGMENT_STREAM)
+
+        def seen(images: jax.Array, use: int) -> jax.Array:
+            """What D sees of ``images`` in pass ``use`` (augmented, packed; else themselves)."""
+            return view(images, jax.random.fold_in(augment_root, use), p, axis_name)
+
         labels = (batch["label"],) if conditional else ()  # extra inputs of G and D
         g_params, d_params = state.g_params, state.d_params
         g_stats, d_stats = state.g_batch_stats, state.d_batch_stats
@@ -149,20 +190,23 @@ def make_gan_step(
             return lambda x: apply_train(discriminator, params, d_stats, x, *labels)[0]
 
         def d_loss_fn(
-            params: PyTree, fake: jax.Array, key: jax.Array | None
+            params: PyTree, real: jax.Array, fake: jax.Array, key: jax.Array | None
         ) -> tuple[jax.Array, Any]:
-            """Adversarial loss (+ the gradient penalty, drawn with ``key`` when it is on)."""
+            """Adversarial loss (+ the gradient penalty, drawn with ``key`` when it is on), of
+            D's inputs ``real`` and ``fake`` (augmented and packed)."""
             real_logits, stats = apply_train(discriminator, params, d_stats, real, *labels)
             fake_logits, stats = apply_train(discriminator, params, stats, fake, *labels)
             adversarial = discriminator_loss(loss, real_logits, fake_logits)
             terms: dict[str, jax.Array] = {}
             if key is not None:
-                eps = per_example_uniform(key, batch_size, axis_name)
+                eps = per_example_uniform(key, real.shape[0], axis_name)  # one per pack
                 terms["d_gp"] = gp_weight * gradient_penalty(critic_of(params), real, fake, eps)
             total = sum(terms.values(), adversarial)  # exactly ``adversarial`` when all off
             return total, (stats, real_logits, fake_logits, adversarial, terms)
 
-        def r1_r2_loss(params: PyTree, fake: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        def r1_r2_loss(
+            params: PyTree, real: jax.Array, fake: jax.Array
+        ) -> tuple[jax.Array, dict[str, jax.Array]]:
             """R1 on the reals and R2 on the fakes: ``(their sum, {"d_r1": ..., "d_r2": ...})``."""
             critic, terms = critic_of(params), {}
             if r1_gamma:
@@ -182,14 +226,15 @@ def make_gan_step(
             nonlocal d_params, d_stats, d_opt_state
             key = None if eps_keys is None else eps_keys[i]
             params = as_varying(d_params, axis_name)
+            real_in, fake_in = seen(real, 2 * i), seen(fake, 2 * i + 1)
             (_, (stats, real_logits, fake_logits, d_loss, terms)), d_grads = jax.value_and_grad(
                 d_loss_fn, has_aux=True
-            )(params, fake, key)
+            )(params, real_in, fake_in, key)
             if r1_gamma or r2_gamma:
                 # R1/R2 and their gradient inside one lax.cond (lazy_penalty): a skipped update
                 # computes neither, and no residual of the double backward crosses the cond.
                 lazy_grads, lazy_terms = lazy_penalty(
-                    lambda: jax.grad(r1_r2_loss, has_aux=True)(params, fake),
+                    lambda: jax.grad(r1_r2_loss, has_aux=True)(params, real_in, fake_in),
                     first_update + i,
                     r1_interval,
                     axis_name,
@@ -202,9 +247,12 @@ def make_gan_step(
             return d_loss, real_logits, fake_logits, terms
 
         penalty_terms = []  # the regularisers' terms of each critic update, for the metrics
+        real_signs = []  # E[sign(D(real) - threshold)] of each critic update, for ADA
         for i in range(n_critic - 1):
             fake, g_stats = generate(g_params, critic_keys[i])
-            penalty_terms.append(critic_update(fake, i)[-1])
+            _, logits, _, terms = critic_update(fake, i)
+            penalty_terms.append(terms)
+            real_signs.append(jnp.mean(jnp.sign(logits - threshold)))
         # the last critic update keeps the vjp of its generator forward for the generator update
         fake, g_vjp, g_stats = jax.vjp(
             lambda p, k=critic_keys[n_critic - 1]: generate(p, k),
@@ -213,10 +261,12 @@ def make_gan_step(
         )
         d_loss, real_logits, fake_logits, terms = critic_update(fake, n_critic - 1)
         penalty_terms.append(terms)
+        real_signs.append(jnp.mean(jnp.sign(real_logits - threshold)))
         terms = jax.tree.map(lambda *values: sum(values) / n_critic, *penalty_terms)
 
         def g_loss_fn(fake: jax.Array) -> tuple[jax.Array, Any]:
-            logits, stats = apply_train(discriminator, d_params, d_stats, fake, *labels)
+            fake_in = seen(fake, 2 * n_critic)
+            logits, stats = apply_train(discriminator, d_params, d_stats, fake_in, *labels)
             return generator_loss(loss, logits), (stats, logits)
 
         (g_loss, (d_stats, fake_logits_after)), fake_grad = jax.value_and_grad(
@@ -239,6 +289,12 @@ def make_gan_step(
             "d_acc_fake": jnp.mean((fake_logits < threshold).astype(jnp.float32)),
             **terms,
         }
+        ada = state.ada
+        if view.adaptive:
+            signs = mean(sum(real_signs) / n_critic)  # over the global batch
+            metrics = {**metrics, "aug_p": jnp.asarray(p, jnp.float32), "ada_rt": signs}
+            images = global_batch_size(batch_size, axis_name)
+            ada = view.ada_update(state.ada, state.step, signs, images)
         new_state = state.replace(
             step=state.step + 1,
             g_params=g_params,
@@ -248,6 +304,7 @@ def make_gan_step(
             g_opt_state=g_opt_state,
             d_opt_state=d_opt_state,
             ema_g_params=ema,
+            ada=ada,
         )
         return new_state, mean(metrics)
 

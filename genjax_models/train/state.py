@@ -71,6 +71,9 @@ class GANState:
       g_tx, d_tx: optax transformations (static, not saved: rebuilt from the config).
       g_param_axes, d_param_axes: logical axis names of ``g_params`` (and ``ema_g_params``) and
         ``d_params`` (static, see :data:`ParamAxes`).
+      ada: adaptive augmentation state, ``{}`` unless ADA is on; then ``{"p": float32[]
+        augmentation probability, "signs": float32[] sum of the steps' E[sign D(real)] since
+        the last adjustment}`` (:func:`init_ada_state`; updated by the GAN step).
     """
 
     step: jax.Array
@@ -86,6 +89,7 @@ class GANState:
     d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
     g_param_axes: ParamAxes = flax.struct.field(pytree_node=False, default=())
     d_param_axes: ParamAxes = flax.struct.field(pytree_node=False, default=())
+    ada: PyTree = flax.struct.field(default_factory=dict)
 
     if TYPE_CHECKING:  # added by ``flax.struct.dataclass``, which type checkers cannot see
 
@@ -137,6 +141,8 @@ def init_gan_state(
     image_shape: tuple[int, int, int],
     latent_dim: int | None = None,
     conditional: bool = False,
+    pack: int = 1,
+    ada_p: float | None = None,
 ) -> GANState:
     """Initialises a :class:`GANState` for any pair of Linen modules.
 
@@ -151,6 +157,8 @@ def init_gan_state(
       latent_dim: noise size; defaults to ``generator.latent_dim``.
       conditional: the modules also take labels, ``generator(z, labels, train=...)`` and
         ``discriminator(x, labels, train=...)`` with ``labels: int32[batch]``.
+      pack: PacGAN's packing: the discriminator is initialised on ``[1, H, W, pack * C]``.
+      ada_p: with ADA on, the starting augmentation probability (``state.ada``).
     """
     latent_dim = resolve_latent_dim(generator, latent_dim)
     g_key, d_key, run_key = jax.random.split(rng, 3)
@@ -158,9 +166,10 @@ def init_gan_state(
     g_params, g_stats, g_axes = init_variables(
         generator, g_key, (jnp.zeros((1, latent_dim), jnp.float32), *labels)
     )
-    d_params, d_stats, d_axes = init_variables(
-        discriminator, d_key, (jnp.zeros((1, *image_shape), jnp.float32), *labels)
-    )
+    height, width, channels = image_shape
+    d_input = jnp.zeros((1, height, width, pack * channels), jnp.float32)
+    d_params, d_stats, d_axes = init_variables(discriminator, d_key, (d_input, *labels))
+    ada = {} if ada_p is None else init_ada_state(ada_p)
     return GANState(
         step=jnp.zeros((), jnp.int32),
         rng=run_key,
@@ -175,6 +184,7 @@ def init_gan_state(
         d_tx=d_tx,
         g_param_axes=g_axes,
         d_param_axes=d_axes,
+        ada=ada,
     )
 
 
@@ -212,3 +222,8 @@ def resolve_latent_dim(generator: nn.Module, latent_dim: int | None) -> int:
             "module a `latent_dim` attribute"
         )
     return latent_dim
+
+
+def init_ada_state(p: float) -> dict[str, jax.Array]:
+    """ADA's state at the start of a run: probability ``p``, nothing accumulated."""
+    return {"p": jnp.asarray(p, jnp.float32), "signs": jnp.zeros((), jnp.float32)}

@@ -7,7 +7,8 @@ device count has to be set before JAX is imported (this script sets it when the 
         python tests/train/_multidevice_check.py OUT_DIR [gan] [classifier]
 
 For each model (``gan``, ``classifier``, ``seq2seq``, ``cgan``: the conditional GAN,
-``gan_regularized``: the GAN with WGAN-GP and lazy R1/R2,
+``gan_regularized``: the GAN with WGAN-GP and lazy R1/R2, ``gan_toolbox``: spectral norm, PacGAN,
+DiffAugment with ADA, R1 and WGAN-GP,
 ``generative``: the Gaussian class-conditional model's joint-likelihood step) and each way of running the step it takes ``STEPS`` steps
 from the same initial state with the same global batch and the same per-step keys:
 
@@ -144,7 +145,10 @@ def _dcgan_results(cfg: GANConfig, **step_options) -> dict[str, dict]:
     ``make_gan_step(..., loss=cfg.loss, **step_options)``, in every mode."""
     single, multi = make_dcgan(cfg), make_dcgan(cfg, batch_norm_axis_name=AXIS)
     tx = optax.adam(2e-4, b1=0.5)
-    state = init_gan_state(jax.random.PRNGKey(INIT_SEED), *single, tx, tx, cfg.image_shape)
+    ada_p = cfg.augment_p if cfg.ada_target else None
+    state = init_gan_state(
+        jax.random.PRNGKey(INIT_SEED), *single, tx, tx, cfg.image_shape, pack=cfg.pack, ada_p=ada_p
+    )
     images = np.random.default_rng(DATA_SEED).uniform(-1.0, 1.0, (BATCH, *cfg.image_shape))
     batch = {"image": images.astype(np.float32)}
 
@@ -167,6 +171,23 @@ def gan_regularized_results() -> dict[str, dict]:
     return _dcgan_results(
         cfg, n_critic=2, gp_weight=10.0, r1_gamma=1.0, r2_gamma=0.5, r1_interval=2
     )
+
+
+def gan_toolbox_results() -> dict[str, dict]:
+    """Spectrally normalised D (no BatchNorm) and G (BatchNorm cross-replica), PacGAN2 (each
+    device packs its 2 examples), DiffAugment (all three transforms) with ADA adjusting p every
+    step (0.5 -> 0.5 +- 0.16, so step 2 augments with a traced p), R1 and WGAN-GP on the
+    augmented, packed inputs, two critic updates."""
+    cfg = GANConfig(
+        latent_dim=8, base_width=8, image_size=16, channels=1, spectral_norm_d=True,
+        spectral_norm_g=True, pack=2, augment="color,translation,cutout", augment_p=0.5,
+        ada_target=0.6, ada_interval=1, ada_kimg=0.1,
+    )  # fmt: skip
+    return _dcgan_results(
+        cfg, n_critic=2, r1_gamma=1.0, gp_weight=1.0, pack=cfg.pack, augment=cfg.augment,
+        augment_p=cfg.augment_p, ada_target=cfg.ada_target, ada_interval=cfg.ada_interval,
+        ada_kimg=cfg.ada_kimg,
+    )  # fmt: skip
 
 
 def cgan_results() -> dict[str, dict]:
@@ -280,6 +301,7 @@ RUNS = {
     "seq2seq_one_token": partial(seq2seq_results, one_token=True),
     "cgan": cgan_results,
     "gan_regularized": gan_regularized_results,
+    "gan_toolbox": gan_toolbox_results,
     "generative": generative_results,
 }
 

@@ -26,10 +26,25 @@ REGULARISED = (
     "--set", "r1_gamma=1",
     "--set", "r1_interval=4",
 )  # fmt: skip
+# Spectral norm (its power-iteration vectors in the batch statistics), PacGAN2 and DiffAugment
+# with ADA adjusting p every 4 steps (after steps 3, 7, 11): the resume at 6 is mid-interval,
+# with ADA's accumulated signs in the checkpoint.
+TOOLBOX = (
+    "--set", "spectral_norm_d=true",
+    "--set", "spectral_norm_g=true",
+    "--set", "pack=2",
+    "--set", "augment=color,translation,cutout",
+    "--set", "augment_p=0.3",
+    "--set", "ada_target=0.6",
+    "--set", "ada_interval=4",
+    "--set", "ada_kimg=0.1",
+)  # fmt: skip
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [(), REGULARISED], ids=["plain", "gp_lazy_r1"])
+@pytest.mark.parametrize(
+    "extra", [(), REGULARISED, TOOLBOX], ids=["plain", "gp_lazy_r1", "sn_pack_ada"]
+)
 def test_resumed_run_is_bit_identical_to_uninterrupted(
     cli, tiny_gan_flags, tmp_path: Path, extra: tuple[str, ...]
 ) -> None:
@@ -76,7 +91,11 @@ def test_resumed_run_is_bit_identical_to_uninterrupted(
     rows_whole, rows_split = _metric_rows(whole), _metric_rows(split)
     for step in range(k + 2, 2 * k + 1, 2):
         assert rows_split[step] == rows_whole[step]
-    if extra:  # the --set regularisers reached the step; lazy R1 only on steps 0, 4 and 8
+    if extra == TOOLBOX:  # ADA's p moved (by 16 * 4 / 100 = 0.64 at a time, within [0, 1])
+        assert set(a.ada) == {"p", "signs"}  # compared above with every other leaf
+        ps = [rows_whole[step]["aug_p"] for step in range(2, 2 * k + 1, 2)]
+        assert ps[0] == pytest.approx(0.3) and len(set(ps)) > 1 and all(0 <= p <= 1 for p in ps)
+    if extra == REGULARISED:  # the --set regularisers reached the step; lazy R1 on 0, 4, 8
         assert all(rows_whole[step]["d_gp"] > 0 for step in range(2, 2 * k + 1, 2))
         r1_rows = [step for step in range(2, 2 * k + 1, 2) if rows_whole[step]["d_r1"] > 0]
         assert r1_rows == [2, 6, 10]  # the row of step t: the updates from state.step t-2, t-1
