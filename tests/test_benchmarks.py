@@ -55,6 +55,22 @@ def test_bench_gan_tiny(bench, tmp_path) -> None:
     assert result["images_per_sec"] == pytest.approx(4 * result["jax"]["steps_per_sec"])
 
 
+def test_bench_gan_options_tiny(bench, tmp_path) -> None:
+    """Each option's row: steps/s, its time relative to the plain step (1.0 for plain), no
+    recompilation; unknown option names are one line."""
+    out = tmp_path / "options.json"
+    argv = ["--width", "8", "--image-size", "16", "--batch-size", "8", "--steps", "1"]
+    argv += ["--windows", "1", "--options", "lazy_r1_16,pack_2", "--out", str(out)]
+    result = bench("bench_gan_options").main(argv)
+    assert json.loads(out.read_text())["rows"] == result["rows"]
+    assert [row["option"] for row in result["rows"]] == ["plain", "lazy_r1_16", "pack_2"]
+    assert result["rows"][0]["time_vs_plain"] == 1.0
+    for row in result["rows"]:
+        assert row["steps_per_sec"] > 0 and row["recompilations_after_warmup"] == 0
+    with pytest.raises(SystemExit, match="unknown r3; expected some of plain, gp"):
+        bench("bench_gan_options").main(["--options", "r3"])
+
+
 def test_bench_seq2seq_tiny(bench, tmp_path) -> None:
     out = tmp_path / "seq2seq.json"
     argv = ["--batch-size", "2", "--length", "8", "--steps", "2", "--windows", "2"]

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "gemm": "gemm_shapes.py",
     "parallel": "bench_parallel.py",
     "blocks": "bench_blocks.py",
+    "gan_options": "bench_gan_options.py",
 }
 
 

@@ -65,6 +65,32 @@ def _init_state(
     )
 
 
+def gan_step_from_config(
+    config: GANConfig, generator: nn.Module, discriminator: nn.Module
+) -> Callable[..., tuple[GANState, dict]]:
+    """The GAN step of ``config`` (loss, critic updates, EMA, regularisers, packing,
+    augmentation) for ``generator`` and ``discriminator``: :func:`make_gan_step` with every
+    ``GANConfig`` option, as ``train gan`` runs it."""
+    return make_gan_step(
+        generator,
+        discriminator,
+        loss=config.loss,
+        n_critic=config.n_critic,
+        ema_decay=config.ema_decay,
+        conditional=config.num_classes > 0,
+        gp_weight=config.gp_weight,
+        r1_gamma=config.r1_gamma,
+        r2_gamma=config.r2_gamma,
+        r1_interval=config.r1_interval,
+        pack=config.pack,
+        augment=config.augment_policy,
+        augment_p=config.augment_p,
+        ada_target=config.ada_target,
+        ada_interval=config.ada_interval,
+        ada_kimg=config.ada_kimg,
+    )
+
+
 def _step_modules(
     modules: tuple[nn.Module, nn.Module], parallel: DataParallel
 ) -> tuple[nn.Module, nn.Module]:
@@ -176,23 +202,7 @@ def train_gan(
     modules = make_dcgan(config)
     generator = modules[0]  # samples are drawn outside the parallel step
     state = _init_state(config, modules, g_optim, d_optim, train.seed)
-    step = make_gan_step(
-        *_step_modules(modules, parallel),
-        loss=config.loss,
-        n_critic=config.n_critic,
-        ema_decay=config.ema_decay,
-        conditional=config.num_classes > 0,
-        gp_weight=config.gp_weight,
-        r1_gamma=config.r1_gamma,
-        r2_gamma=config.r2_gamma,
-        r1_interval=config.r1_interval,
-        pack=config.pack,
-        augment=config.augment_policy,
-        augment_p=config.augment_p,
-        ada_target=config.ada_target,
-        ada_interval=config.ada_interval,
-        ada_kimg=config.ada_kimg,
-    )
+    step = gan_step_from_config(config, *_step_modules(modules, parallel))
     noise = fixed_noise(config, train.seed)
     labels, columns = None, None
     if config.num_classes:  # one row per class, 8 noise vectors
