@@ -18,6 +18,7 @@ Importing this package imports neither JAX nor Flax (the command line parses wit
 from genjax_models.configs.checks import COMPUTE_DTYPES, MAX_SEED, ConfigError
 from genjax_models.configs.images import (
     CLASSIFIER_ARCHITECTURES,
+    GAN_ARCHITECTURES,
     GAN_LOSSES,
     ClassConditionalConfig,
     ClassifierConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "ACTIVATIONS",
     "CLASSIFIER_ARCHITECTURES",
     "COMPUTE_DTYPES",
+    "GAN_ARCHITECTURES",
     "GAN_LOSSES",
     "LM_POSITION_KINDS",
     "MAX_SEED",

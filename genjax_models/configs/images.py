@@ -19,6 +19,7 @@ from genjax_models.configs.checks import (
 )
 
 GAN_LOSSES = ("non_saturating", "minimax", "hinge", "wasserstein", "least_squares")
+GAN_ARCHITECTURES = ("dcgan", "resnet")
 CLASSIFIER_ARCHITECTURES = ("cnn", "mlp")
 
 
@@ -37,6 +38,11 @@ class GANConfig:
     ``r2_gamma / 2 * mean sum |grad D(fake)|^2`` (R2); ``r1_interval = k`` applies R1 and R2 on
     every k-th critic update only, multiplied by k (lazy regularisation; see
     :func:`genjax_models.train.gan_steps.make_gan_step` for the update count).
+
+    ``architecture`` is one of :data:`GAN_ARCHITECTURES`: ``dcgan`` (Radford et al.) or
+    ``resnet`` (SNGAN's residual networks, :mod:`genjax_models.models.gan_resnet`), for which
+    ``attention_resolution`` (0: none) puts SAGAN self-attention on the feature maps of that
+    size in G and D: a power of two from 8 to ``image_size / 2``.
     """
 
     latent_dim: int = 100
@@ -52,6 +58,8 @@ class GANConfig:
     r1_gamma: float = 0.0
     r2_gamma: float = 0.0
     r1_interval: int = 1
+    architecture: str = "dcgan"
+    attention_resolution: int = 0
 
     def __post_init__(self) -> None:
         check_positive_int(self, "latent_dim", "base_width", "image_size", "channels", "n_critic")
@@ -71,8 +79,31 @@ class GANConfig:
             )
         check_choice(self, "loss", GAN_LOSSES)
         check_choice(self, "dtype", COMPUTE_DTYPES)
+        check_choice(self, "architecture", GAN_ARCHITECTURES)
+        self._check_attention_resolution()
         if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
             fail(type(self), "ema_decay", self.ema_decay, "a float in [0, 1) (0 disables EMA)")
+
+    def _check_attention_resolution(self) -> None:
+        check_non_negative_int(self, "attention_resolution", "0 (none) or a power of two")
+        resolution = self.attention_resolution
+        if not resolution:
+            return
+        if self.architecture != "resnet":
+            fail(
+                type(self),
+                "attention_resolution",
+                resolution,
+                f"0 with architecture={self.architecture!r} (self-attention is in the resnet "
+                "architecture: --set architecture=resnet)",
+            )
+        if not is_power_of_two(resolution) or not 8 <= resolution <= self.image_size // 2:
+            fail(
+                type(self),
+                "attention_resolution",
+                resolution,
+                f"0 (none) or a power of two from 8 to image_size/2={self.image_size // 2}",
+            )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

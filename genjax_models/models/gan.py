@@ -219,7 +219,13 @@ def make_dcgan(
 
     ``config.num_classes > 0``: :class:`ConditionalGenerator` and
     :class:`ProjectionDiscriminator`; else :class:`Generator` and :class:`Discriminator`.
+    :func:`genjax_models.models.gan_factory.make_gan` builds every ``config.architecture``.
     """
+    if config.architecture != "dcgan":
+        raise ValueError(
+            f"make_dcgan builds architecture='dcgan', not {config.architecture!r}: use "
+            "genjax_models.make_gan(config), which builds every architecture"
+        )
     dtype = compute_dtype(config.dtype)
     if config.num_classes:
         common: dict[str, Any] = dict(
