@@ -1,7 +1,7 @@
 """Residual blocks of the SNGAN ResNet (Miyato et al. 2018), conditional BatchNorm and the SAGAN
 self-attention block (Zhang et al. 2019), for :mod:`genjax_models.models.gan_resnet`.
 
-Layouts are NHWC. Every parameter carries logical axis names (:mod:`.partitioning`): convolution
+Layouts are NHWC. Every parameter carries logical axis names (``nn/partitioning.py``): convolution
 kernels ``(None, None, CONV_IN, CONV_OUT)``, biases and BatchNorm channels ``(CONV_OUT,)``,
 dense kernels ``(CONV_IN, CONV_OUT)``, per-class rows ``(CLASSES, CONV_OUT)``, the attention gain
 ``()``. Initialisation follows Mimicry's SNGAN: Xavier-uniform kernels, gain sqrt(2) for the 3x3

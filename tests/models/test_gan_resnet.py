@@ -15,6 +15,7 @@ import pytest
 from genjax_models import make_gan
 from genjax_models.cli import main
 from genjax_models.configs import ConfigError, GANConfig
+from genjax_models.flops import dcgan_forward_flops
 from genjax_models.models.gan import Generator, make_dcgan
 from genjax_models.models.gan_resnet import (
     ConditionalResNetGenerator,
@@ -235,6 +236,8 @@ def test_make_gan_builds_each_architecture_and_make_dcgan_refuses_resnet() -> No
     assert generator.batch_norm_axis_name == discriminator.batch_norm_axis_name == "data"
     with pytest.raises(ValueError, match="not 'resnet': use genjax_models.make_gan"):
         make_dcgan(resnet)
+    with pytest.raises(ValueError, match="counts the DCGAN, not architecture='resnet'"):
+        dcgan_forward_flops(resnet)
 
 
 BAD_CONFIGS = [
