@@ -30,7 +30,8 @@ _EXPORTS = {
     "genjax_models.models": (
         "ClassConditionalGaussian", "CNNClassifier", "ConditionalGenerator", "DecoderOnlyLM",
         "Discriminator", "EncoderDecoder", "Generator", "MLPClassifier", "ProjectionDiscriminator",
-        "make_class_conditional", "make_classifier", "make_dcgan", "make_lm", "make_transformer",
+        "make_class_conditional", "make_classifier", "make_dcgan", "make_gan", "make_lm",
+        "make_transformer",
     ),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         make_class_conditional,
         make_classifier,
         make_dcgan,
+        make_gan,
         make_lm,
         make_transformer,
     )
@@ -102,6 +104,7 @@ __all__ = [
     "make_class_conditional",
     "make_classifier",
     "make_dcgan",
+    "make_gan",
     "make_lm",
     "make_transformer",
     "MLPClassifier",

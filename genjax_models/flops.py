@@ -88,6 +88,11 @@ def dcgan_forward_flops(config: GANConfig) -> dict[str, int]:
     fall on the zero padding at the borders (the hardware computes them; XLA's cost analysis
     leaves them out and counts ~15% fewer forward FLOPs at 32x32).
     """
+    if config.architecture != "dcgan":
+        raise ValueError(
+            f"dcgan_forward_flops counts the DCGAN, not architecture={config.architecture!r}: "
+            "use XLA's cost analysis (jax.jit(step).lower(...).cost_analysis())"
+        )
     blocks = int(math.log2(config.image_size)) - 2
     width = config.base_width * 2 ** (blocks - 1)
     dense = 2 * config.latent_dim * 16 * width

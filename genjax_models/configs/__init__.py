@@ -18,6 +18,7 @@ Importing this package imports neither JAX nor Flax (the command line parses wit
 from genjax_models.configs.checks import COMPUTE_DTYPES, MAX_SEED, ConfigError
 from genjax_models.configs.images import (
     CLASSIFIER_ARCHITECTURES,
+    GAN_ARCHITECTURES,
     GAN_AUGMENTATIONS,
     GAN_LOSSES,
     ClassConditionalConfig,
@@ -44,6 +45,7 @@ __all__ = [
     "CLASSIFIER_ARCHITECTURES",
     "COMPUTE_DTYPES",
     "GAN_AUGMENTATIONS",
+    "GAN_ARCHITECTURES",
     "GAN_LOSSES",
     "LM_POSITION_KINDS",
     "MAX_SEED",

@@ -21,6 +21,7 @@ from genjax_models.configs.gan_toolbox import GAN_AUGMENTATIONS as GAN_AUGMENTAT
 from genjax_models.configs.gan_toolbox import augment_policy, check_gan_toolbox
 
 GAN_LOSSES = ("non_saturating", "minimax", "hinge", "wasserstein", "least_squares")
+GAN_ARCHITECTURES = ("dcgan", "resnet")
 CLASSIFIER_ARCHITECTURES = ("cnn", "mlp")
 
 
@@ -48,6 +49,10 @@ class GANConfig:
     ``augment_p`` per example; ``ada_target > 0`` adapts that probability (ADA) every
     ``ada_interval`` steps by ``sign(E[sign D(real)] - ada_target) * batch * ada_interval /
     (ada_kimg * 1000)``, starting from ``augment_p``.
+    ``architecture`` is one of :data:`GAN_ARCHITECTURES`: ``dcgan`` (Radford et al.) or
+    ``resnet`` (SNGAN's residual networks, :mod:`genjax_models.models.gan_resnet`), for which
+    ``attention_resolution`` (0: none) puts SAGAN self-attention on the feature maps of that
+    size in G and D: a power of two from 8 to ``image_size / 2``.
     """
 
     latent_dim: int = 100
@@ -71,6 +76,8 @@ class GANConfig:
     ada_target: float = 0.0
     ada_interval: int = 4
     ada_kimg: float = 500.0
+    architecture: str = "dcgan"
+    attention_resolution: int = 0
 
     def __post_init__(self) -> None:
         check_positive_int(self, "latent_dim", "base_width", "image_size", "channels", "n_critic")
@@ -90,9 +97,39 @@ class GANConfig:
             )
         check_choice(self, "loss", GAN_LOSSES)
         check_choice(self, "dtype", COMPUTE_DTYPES)
+        check_choice(self, "architecture", GAN_ARCHITECTURES)
+        self._check_attention_resolution()
         if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
             fail(type(self), "ema_decay", self.ema_decay, "a float in [0, 1) (0 disables EMA)")
         check_gan_toolbox(self)
+        if self.architecture == "resnet" and (self.spectral_norm_d or self.spectral_norm_g):
+            fail(
+                type(self),
+                "spectral_norm_d" if self.spectral_norm_d else "spectral_norm_g",
+                True,
+                "false with architecture='resnet' (spectral norm is built for the dcgan only)",
+            )
+
+    def _check_attention_resolution(self) -> None:
+        check_non_negative_int(self, "attention_resolution", "0 (none) or a power of two")
+        resolution = self.attention_resolution
+        if not resolution:
+            return
+        if self.architecture != "resnet":
+            fail(
+                type(self),
+                "attention_resolution",
+                resolution,
+                f"0 with architecture={self.architecture!r} (self-attention is in the resnet "
+                "architecture: --set architecture=resnet)",
+            )
+        if not is_power_of_two(resolution) or not 8 <= resolution <= self.image_size // 2:
+            fail(
+                type(self),
+                "attention_resolution",
+                resolution,
+                f"0 (none) or a power of two from 8 to image_size/2={self.image_size // 2}",
+            )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

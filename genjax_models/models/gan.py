@@ -239,7 +239,13 @@ def make_dcgan(
     ``config.spectral_norm_g`` / ``spectral_norm_d`` spectrally normalise G's / D's kernels;
     with ``config.pack = m`` the discriminator takes ``m * channels`` input channels
     (``GANConfig.discriminator_input_shape``, what PacGAN packing gives it).
+    :func:`genjax_models.models.gan_factory.make_gan` builds every ``config.architecture``.
     """
+    if config.architecture != "dcgan":
+        raise ValueError(
+            f"make_dcgan builds architecture='dcgan', not {config.architecture!r}: use "
+            "genjax_models.make_gan(config), which builds every architecture"
+        )
     dtype = compute_dtype(config.dtype)
     if config.num_classes:
         common: dict[str, Any] = dict(

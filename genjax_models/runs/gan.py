@@ -1,4 +1,5 @@
-"""DCGAN runs: train on an image dataset, restore, and sample (used by the CLI and experiments).
+"""GAN runs (DCGAN or ResNet): train on an image dataset, restore, and sample (used by the CLI
+and experiments).
 
 A config with ``num_classes > 0`` trains the conditional GAN on the dataset's labels.
 """
@@ -17,7 +18,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from genjax_models.configs import GANConfig, OptimConfig, TrainConfig, from_dict
-from genjax_models.models.gan import make_dcgan
+from genjax_models.models.gan_factory import make_gan
 from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
 from genjax_models.runs.images import save_image_grid
@@ -50,7 +51,7 @@ def _init_state(
     d_optim: OptimConfig,
     seed: int,
 ) -> GANState:
-    """A fresh state of ``modules``, the ``make_dcgan(config)`` pair."""
+    """A fresh state of ``modules``, the ``make_gan(config)`` pair."""
     generator, discriminator = modules
     return init_gan_state(
         jax.random.PRNGKey(seed),
@@ -164,7 +165,8 @@ def train_gan(
     parallel: DataParallel | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[GANState, dict[str, float]]:
-    """Trains a DCGAN on the ``train`` split of an image TFDS dataset into ``train.workdir``.
+    """Trains a GAN (``config.architecture``) on the ``train`` split of an image TFDS dataset
+    into ``train.workdir``.
 
     ``parallel`` (default: ``DataParallel("jit")`` over all devices) splits each global batch over
     devices; the result equals one device's (see :mod:`genjax_models.parallel.plans`).
@@ -199,7 +201,7 @@ def train_gan(
             f"num_classes={arrays.num_classes or 0}"
         )
     batches = EpochBatcher(arrays, train.batch_size, train.seed)
-    modules = make_dcgan(config)
+    modules = make_gan(config)
     generator = modules[0]  # samples are drawn outside the parallel step
     state = _init_state(config, modules, g_optim, d_optim, train.seed)
     step = gan_step_from_config(config, *_step_modules(modules, parallel))
@@ -235,7 +237,7 @@ def load_gan(workdir: str) -> GANRun:
 
     def build(identity: dict[str, Any]) -> GANState:
         config = built["config"] = from_dict(GANConfig, identity["model"])
-        modules = built["modules"] = make_dcgan(config)
+        modules = built["modules"] = make_gan(config)
         return _init_state(
             config,
             modules,

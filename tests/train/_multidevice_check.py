@@ -9,6 +9,8 @@ device count has to be set before JAX is imported (this script sets it when the 
 For each model (``gan``, ``classifier``, ``seq2seq``, ``cgan``: the conditional GAN,
 ``gan_regularized``: the GAN with WGAN-GP and lazy R1/R2, ``gan_toolbox``: spectral norm, PacGAN,
 DiffAugment with ADA, R1 and WGAN-GP,
+``gan_regularized``: the GAN with WGAN-GP and lazy R1/R2, ``gan_resnet``: the conditional
+SNGAN ResNet with self-attention,
 ``generative``: the Gaussian class-conditional model's joint-likelihood step) and each way of running the step it takes ``STEPS`` steps
 from the same initial state with the same global batch and the same per-step keys:
 
@@ -22,8 +24,8 @@ from the same initial state with the same global batch and the same per-step key
 - ``one_shard``: the reference step on the first device's ``B/8`` examples only. A control: it is
   what a device computes without collectives, so it must *not* match the reference.
 
-The GAN's ``shard_map``/``pmap`` steps use ``make_dcgan(cfg, batch_norm_axis_name="data")``
-(cross-replica BatchNorm); the others use ``make_dcgan(cfg)``. All start from one state.
+The GAN's ``shard_map``/``pmap`` steps use ``make_gan(cfg, batch_norm_axis_name="data")``
+(cross-replica BatchNorm); the others use ``make_gan(cfg)``. All start from one state.
 
 Every leaf of the new state (parameters, BatchNorm statistics, EMA generator, optimizer states,
 step, rng) and of the metrics of the last step is written to ``OUT_DIR/{model}_{mode}.npz``, keyed
@@ -56,6 +58,7 @@ from genjax_models.configs import GANConfig, TransformerConfig  # noqa: E402
 from genjax_models.models.class_conditional import ClassConditionalGaussian  # noqa: E402
 from genjax_models.models.classifier import CNNClassifier  # noqa: E402
 from genjax_models.models.gan import make_dcgan  # noqa: E402
+from genjax_models.models.gan_factory import make_gan  # noqa: E402
 from genjax_models.models.transformer import EncoderDecoder  # noqa: E402
 from genjax_models.nn.standardize import with_input_statistics  # noqa: E402
 from genjax_models.train.sequence_steps import make_seq2seq_step  # noqa: E402
@@ -190,10 +193,10 @@ def gan_toolbox_results() -> dict[str, dict]:
     )  # fmt: skip
 
 
-def cgan_results() -> dict[str, dict]:
+def cgan_results(cfg: GANConfig | None = None) -> dict[str, dict]:
     """Conditional GAN (projection discriminator): labels travel with the batch."""
-    cfg = GANConfig(latent_dim=8, base_width=8, image_size=16, channels=1, num_classes=4)
-    single, multi = make_dcgan(cfg), make_dcgan(cfg, batch_norm_axis_name=AXIS)
+    cfg = cfg or GANConfig(latent_dim=8, base_width=8, image_size=16, channels=1, num_classes=4)
+    single, multi = make_gan(cfg), make_gan(cfg, batch_norm_axis_name=AXIS)
     tx = optax.adam(2e-4, b1=0.5)
     state = init_gan_state(
         jax.random.PRNGKey(INIT_SEED), *single, tx, tx, cfg.image_shape, conditional=True
@@ -208,6 +211,16 @@ def cgan_results() -> dict[str, dict]:
         return make_gan_step(generator, discriminator, loss=cfg.loss, conditional=True)
 
     return run_all(make_step, single, multi, state, batch)
+
+
+def gan_resnet_results() -> dict[str, dict]:
+    """Conditional SNGAN ResNet (conditional BatchNorm in G, cross-replica on 8 devices;
+    projection D without BatchNorm) with self-attention at 8x8 in both players."""
+    cfg = GANConfig(
+        latent_dim=8, base_width=8, image_size=16, channels=1, num_classes=4,
+        architecture="resnet", attention_resolution=8,
+    )  # fmt: skip
+    return cgan_results(cfg)
 
 
 def generative_results() -> dict[str, dict]:
@@ -302,6 +315,7 @@ RUNS = {
     "cgan": cgan_results,
     "gan_regularized": gan_regularized_results,
     "gan_toolbox": gan_toolbox_results,
+    "gan_resnet": gan_resnet_results,
     "generative": generative_results,
 }
 
