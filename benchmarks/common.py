@@ -113,14 +113,14 @@ def check_devices(devices: int | None, mesh: str | None = None) -> Placement:
     """The run's :data:`Placement`; a one-line error before any work when ``--devices`` exceeds
     the devices present, when both flags are given, or when the mesh is invalid."""
     if devices is not None and mesh is not None:
-        raise SystemExit(f"{_prog()}: error: --devices and --mesh both given: pass one of them")
+        _usage_error("--devices and --mesh both given: pass one of them")
     if mesh is not None:
         from genjax_models.parallel.sharding import MeshError, parse_mesh
 
         try:
             parse_mesh(mesh, jax.device_count())
         except MeshError as err:
-            raise SystemExit(f"{_prog()}: error: {err}") from None
+            _usage_error(str(err))
         return mesh
     if devices is not None:
         from genjax_models.parallel.plans import make_mesh
@@ -129,8 +129,10 @@ def check_devices(devices: int | None, mesh: str | None = None) -> Placement:
     return devices
 
 
-def _prog() -> str:
-    return PROG or os.path.basename(sys.argv[0])
+def _usage_error(message: str) -> None:
+    """Exits 2 with one line ``PROG: error: message`` on stderr, as argparse errors do."""
+    print(f"{PROG or os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def describe_memory(memory: dict) -> str:
