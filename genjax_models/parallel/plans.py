@@ -19,7 +19,7 @@ strips pmap's device axis) and restore onto any device count or mesh.
 
 On a named mesh (:func:`genjax_models.parallel.sharding.make_named_mesh`, axes ``data``, ``fsdp``,
 ``tensor``) the ``"jit"`` plan also shards the state: each leaf gets the sharding its logical axis
-names and :attr:`DataParallel.rules` give (:func:`~genjax_models.parallel.sharding.state_shardings`),
+names and ``DataParallel.rules`` give (:func:`~genjax_models.parallel.sharding.state_shardings`),
 the batch is split over ``data`` x ``fsdp``, and the step is traced under the rules so that its
 activation constraints apply. The step function is the same.
 
@@ -189,7 +189,7 @@ class DataParallel:
 
     def state_shardings(self, state: Any) -> Any:
         """The ``NamedSharding`` of every leaf of ``state`` under this plan: from the logical
-        axis names of its parameters and :attr:`rules` (jit), replicated otherwise."""
+        axis names of its parameters and ``rules`` (jit), replicated otherwise."""
         if self.kind != "jit":
             return jax.tree.map(lambda _: self._replicated(), state)
         return state_shardings(state, self.mesh, self.rules)

@@ -19,6 +19,7 @@ from typing import Any
 
 import flax.serialization
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 FORMAT_VERSION = 1
@@ -73,10 +74,10 @@ def _with_sharding(leaf: Any) -> jax.ShapeDtypeStruct:
     """The restore target of one leaf: its shape, dtype and sharding; a leaf without one (an
     abstract ``jax.eval_shape`` target) lands on this process's first device, whatever mesh
     saved it (Orbax would otherwise look for the saving topology)."""
-    struct = ocp.utils.to_shape_dtype_struct(leaf)
+    struct: Any = ocp.utils.to_shape_dtype_struct(leaf)
     if getattr(struct, "sharding", None) is None:
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        struct = jax.ShapeDtypeStruct(struct.shape, struct.dtype, sharding=device)
+        struct = jax.ShapeDtypeStruct(np.shape(struct), struct.dtype, sharding=device)
     return struct
 
 

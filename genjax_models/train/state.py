@@ -112,7 +112,7 @@ def param_axes(boxed_params: PyTree) -> ParamAxes:
         if isinstance(leaf, nn.Partitioned):
             names = tuple(leaf.names)
         else:
-            names = (None,) * len(jnp.shape(leaf))
+            names = (None,) * len(jnp.shape(leaf))  # pyright: ignore[reportArgumentType]
         axes.append((tuple(str(p) for p in path), names))
     return tuple(sorted(axes))
 
