@@ -1,6 +1,6 @@
 """Losses x regularisers on the two toy mixtures (PacGAN Table 1's metrics), user MLPs.
 
-A user's generator and discriminator (``toy.py``, plain ``flax.linen``) trained by the library's
+A user's generator and discriminator (``toy_mixtures.py``, plain ``flax.linen``) trained by the library's
 public step, ``genjax_models.train.make_gan_step``, with every loss and with no regulariser, R1 or
 the gradient penalty, 3 seeds each, on the ring of 8 Gaussians; a subset on the grid of 25.
 
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # toy.py, train.py, report.py next to this script
+sys.path.insert(0, str(HERE))  # toy_mixtures.py, toy_training.py, toy_report.py
 
 import numpy as np  # noqa: E402
-import report  # noqa: E402
-import toy  # noqa: E402
-from train import TrainSettings, train_seeds  # noqa: E402
+import toy_mixtures as toy  # noqa: E402
+import toy_report as report  # noqa: E402
+from toy_training import EVAL_SAMPLES, TrainSettings, train_seeds  # noqa: E402
 
 LOSSES = ("minimax", "non_saturating", "hinge", "wasserstein", "least_squares")
 REGULARISERS = {
@@ -227,7 +227,7 @@ def _write(records: list[dict[str, Any]], json_path: Path, npz_path: Path) -> di
     runs = [{k: v for k, v in r.items() if k != "samples_seed0"} for r in records]
     results = {
         "description": "PacGAN Table 1 metrics of user MLP GANs; definitions in README.md",
-        "eval_samples": 2500,
+        "eval_samples": EVAL_SAMPLES,
         "acceptance": report.acceptance(records),
         "runs": runs,
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import toy
+import toy_mixtures as toy
 
 METRICS = ("modes", "high_quality", "reverse_kl")
 

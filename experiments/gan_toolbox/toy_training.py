@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import toy
+import toy_mixtures as toy
 
 from genjax_models.train import init_gan_state, make_gan_step, step_rng
 
@@ -103,10 +103,7 @@ def train_seeds(
     state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)  # leading seed axis
     data_keys = jnp.stack([_data_key(seed) for seed in seeds])
     eval_z = jnp.stack(
-        [
-            jax.random.normal(_eval_key(seed), (EVAL_SAMPLES, settings.latent_dim))
-            for seed in seeds
-        ]
+        [jax.random.normal(_eval_key(seed), (EVAL_SAMPLES, settings.latent_dim)) for seed in seeds]
     )
     gan_step = make_gan_step(generator, discriminator, **step_kwargs)
 
