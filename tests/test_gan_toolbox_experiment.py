@@ -118,7 +118,7 @@ def test_tiny_end_to_end_run_is_reproducible_and_reused(experiment, tmp_path, ca
     assert len(hq) == 2 and row["summary"]["raw"]["high_quality"]["mean"] == pytest.approx(
         np.mean(hq)
     )
-    assert "| hinge | R1 | 1 |" in (tmp_path / "results.md").read_text()
+    assert "| hinge | R1 0.1 | 1 |" in (tmp_path / "results.md").read_text()
     assert row["summary"]["raw"]["high_quality"]["mean"] > 0  # a number to reproduce
     with np.load(tmp_path / "samples.npz") as samples:
         first_samples = samples["run0"]

@@ -9,8 +9,9 @@ the gradient penalty, 3 seeds each, on the ring of 8 Gaussians; a subset on the 
 
 Writes ``results.json`` (every number, per seed and per evaluation), ``results.md`` (the tables),
 ``samples.npz`` (seed 0's final samples) and ``samples_ring.png`` / ``samples_grid.png`` into
-``--out`` (default: this directory). A run already in ``results.json`` with the same settings is
-reused, so an interrupted grid continues and a changed row reruns alone (``--fresh``: rerun all).
+``--out`` (default: this directory). A row already in ``results.json`` with the same settings is
+reused, so an interrupted grid continues and a changed row reruns alone (``--fresh``: rerun
+them); rows the command does not ask for stay in ``results.json`` and the tables.
 
 Adding PacGAN packing is one option: ``--packs 1,2`` runs every row with ``pack=1`` (no packing,
 no ``pack`` argument passed) and ``pack=2`` (``make_gan_step(..., pack=2)`` and
@@ -60,9 +61,14 @@ class Run:
     loss: str
     regulariser: str
     pack: int = 1
+    weight: float | None = None
+    """The regulariser's weight (``r1_gamma`` or ``gp_weight``); None: :data:`REGULARISERS`'."""
 
     def step_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"loss": self.loss, **REGULARISERS[self.regulariser]}
+        penalty = dict(REGULARISERS[self.regulariser])
+        if self.weight is not None:
+            penalty = {name: self.weight for name in penalty}
+        kwargs: dict[str, Any] = {"loss": self.loss, **penalty}
         if self.pack != 1:
             kwargs["pack"] = self.pack
         return kwargs
@@ -81,7 +87,8 @@ def planned_runs(args: argparse.Namespace) -> list[Run]:
             for regulariser in REGULARISERS:
                 if args.regularisers and regulariser not in args.regularisers:
                     continue
-                runs.extend(Run(dataset, loss, regulariser, pack) for pack in args.packs)
+                weight = {"R1": args.r1_gamma, "GP": args.gp_weight}.get(regulariser)
+                runs.extend(Run(dataset, loss, regulariser, pack, weight) for pack in args.packs)
     return runs
 
 
@@ -99,9 +106,20 @@ def settings_for(dataset: str, args: argparse.Namespace) -> TrainSettings:
     )
 
 
+def _row(dataset: str, step_kwargs: dict[str, Any]) -> str:
+    """A table row's identity: the dataset and the step's arguments (settings may differ)."""
+    return json.dumps([dataset, step_kwargs], sort_keys=True)
+
+
 def _key(run: Run, settings: TrainSettings, seeds: tuple[int, ...]) -> str:
     return json.dumps(
-        [dataclasses.asdict(run), run.step_kwargs(), dataclasses.asdict(settings), list(seeds)]
+        [
+            {"dataset": run.dataset, "loss": run.loss, "regulariser": run.regulariser},
+            run.pack,
+            run.step_kwargs(),
+            dataclasses.asdict(settings),
+            list(seeds),
+        ]
     )
 
 
@@ -136,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--losses", type=names, default=(), help="comma-separated subset of LOSSES")
     p.add_argument("--regularisers", type=names, default=(), help="subset of none,R1,GP")
     p.add_argument("--packs", type=ints, default=(1,), help="PacGAN pack sizes, e.g. 1,2")
+    p.add_argument("--r1-gamma", type=float, help="override R1's r1_gamma (default 0.1)")
+    p.add_argument("--gp-weight", type=float, help="override GP's gp_weight (default 0.1)")
     p.add_argument("--seeds", type=ints, default=SEEDS)
     p.add_argument("--steps", type=int, help="override both datasets' steps")
     p.add_argument("--eval-every", type=int)
@@ -174,8 +194,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     record["samples_seed0"] = samples[f"run{i}"].astype(np.float32)
                     cached[record["key"]] = record
 
+    planned = planned_runs(args)
+    # rows of results.json that this command does not plan stay in it (other datasets, losses...)
+    planned_rows = {_row(run.dataset, run.step_kwargs()) for run in planned}
+    kept = [r for r in cached.values() if _row(r["dataset"], r["step_kwargs"]) not in planned_rows]
     records = []
-    for run in planned_runs(args):
+    for run in planned:
         settings = settings_for(run.dataset, args)
         key = _key(run, settings, args.seeds)
         if key in cached:
@@ -192,8 +216,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"reverse KL {raw['reverse_kl']['mean']:.3f} ({time.perf_counter() - tic:.0f} s)",
             flush=True,
         )
-        _write(records, json_path, npz_path)  # after every row, so an interruption keeps it
+        _write(records + kept, json_path, npz_path)  # after every row: interruptions keep it
 
+    records += kept
     results = _write(records, json_path, npz_path)
     tables = ""
     for dataset in ("ring", "grid"):

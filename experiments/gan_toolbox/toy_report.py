@@ -12,6 +12,14 @@ import toy_mixtures as toy
 METRICS = ("modes", "high_quality", "reverse_kl")
 
 
+def regulariser_label(run: dict[str, Any]) -> str:
+    """``"none"``, ``"R1 0.1"`` (``r1_gamma``) or ``"GP 0.1"`` (``gp_weight``) of a run record."""
+    kwargs = run["step_kwargs"]
+    parts = [f"R1 {kwargs['r1_gamma']:g}"] if "r1_gamma" in kwargs else []
+    parts += [f"GP {kwargs['gp_weight']:g}"] if "gp_weight" in kwargs else []
+    return " + ".join(parts) or "none"
+
+
 def summarise(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """``{metric: {"mean", "min", "max", "defined"}}`` over seeds; NaN values (reverse KL without
     any high-quality sample) are left out of the statistics and counted in ``defined``."""
@@ -51,7 +59,7 @@ def markdown_table(runs: list[dict[str, Any]], dataset: str) -> str:
             continue
         raw, ema, n = run["summary"]["raw"], run["summary"]["ema"], len(run["seeds"])
         lines.append(
-            f"| {run['loss']} | {run['regulariser']} | {run['pack']} | "
+            f"| {run['loss']} | {regulariser_label(run)} | {run['pack']} | "
             f"{_cell(raw['modes'], 1, 1, n)} | {_cell(raw['high_quality'], 100, 1, n)} | "
             f"{_cell(raw['reverse_kl'], 1, 3, n)} | {_cell(ema['modes'], 1, 1, n)} | "
             f"{_cell(ema['high_quality'], 100, 1, n)} | {run['seconds']:.0f} |"
@@ -67,7 +75,7 @@ def acceptance(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return run["summary"]["raw"][name]["mean"]
 
     ring = [
-        f"{r['loss']}+{r['regulariser']}"
+        f"{r['loss']} + {regulariser_label(r)}"
         for r in runs
         if r["dataset"] == "ring"
         and r["regulariser"] != "none"
@@ -75,7 +83,7 @@ def acceptance(runs: list[dict[str, Any]]) -> dict[str, Any]:
         and mean(r, "high_quality") >= 0.9
     ]
     grid = [
-        f"{r['loss']}+{r['regulariser']}"
+        f"{r['loss']} + {regulariser_label(r)}"
         for r in runs
         if r["dataset"] == "grid" and mean(r, "modes") >= 24
     ]
@@ -95,7 +103,8 @@ def plot_samples(runs: list[dict[str, Any]], dataset: str, path: Path) -> None:
         return
     dist = toy.DISTRIBUTIONS[dataset]
     rows = sorted({r["loss"] for r in chosen}, key=[r["loss"] for r in chosen].index)
-    cols = sorted({r["regulariser"] for r in chosen}, key=[r["regulariser"] for r in chosen].index)
+    labels = [regulariser_label(r) for r in chosen]
+    cols = sorted(set(labels), key=labels.index)
     fig, axes = plt.subplots(
         len(rows), len(cols), figsize=(2.4 * len(cols), 2.4 * len(rows)), squeeze=False
     )
@@ -104,7 +113,7 @@ def plot_samples(runs: list[dict[str, Any]], dataset: str, path: Path) -> None:
     for ax in axes.ravel():
         ax.set_axis_off()
     for run in chosen:
-        ax = axes[rows.index(run["loss"]), cols.index(run["regulariser"])]
+        ax = axes[rows.index(run["loss"]), cols.index(regulariser_label(run))]
         ax.set_axis_on()
         points = np.asarray(run["samples_seed0"])
         ax.scatter(points[:, 0], points[:, 1], s=1, c="0.3", alpha=0.4, linewidths=0)
@@ -117,7 +126,7 @@ def plot_samples(runs: list[dict[str, Any]], dataset: str, path: Path) -> None:
         final = run["per_seed"]["raw"][0]
         pack = f", pack {run['pack']}" if run["pack"] != 1 else ""
         ax.set_title(
-            f"{run['loss']} + {run['regulariser']}{pack}\n"
+            f"{run['loss']} + {regulariser_label(run)}{pack}\n"
             f"{final['modes']}/{dist.num_modes} modes, {100 * final['high_quality']:.0f}% HQ",
             fontsize=7,
         )
