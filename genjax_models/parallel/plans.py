@@ -104,11 +104,7 @@ class DataParallel:
             )
         if self.rules is not DEFAULT_RULES:
             check_rules(self.rules, self.mesh)
-        model_axes = [
-            f"{a}={self.mesh.shape[a]}"
-            for a in self.mesh.axis_names
-            if a != AXIS and self.mesh.shape[a] > 1
-        ]
+        model_axes = self._model_axes()
         if self.kind != "jit" and model_axes:
             raise ParallelError(
                 f"--parallel {self.kind} splits the batch only, but the mesh has "
@@ -129,12 +125,15 @@ class DataParallel:
         """How many parts each batch is split into: the mesh's data x fsdp."""
         return batch_shards(self.mesh)
 
+    def _model_axes(self) -> list[str]:
+        """``["fsdp=2", "tensor=4"]``: the mesh axes of size > 1 other than ``data``."""
+        shape = self.mesh.shape
+        return [f"{a}={shape[a]}" for a in self.mesh.axis_names if a != AXIS and shape[a] > 1]
+
     @property
     def sharded_model(self) -> bool:
         """True when the mesh splits parameters (an ``fsdp`` or ``tensor`` axis of size > 1)."""
-        return self.batch_shards != self.num_devices or any(
-            self.mesh.shape[a] > 1 for a in self.mesh.axis_names if a != AXIS
-        )
+        return bool(self._model_axes())
 
     @property
     def batch_norm_axis_name(self) -> str | None:
