@@ -336,42 +336,63 @@ class Watchdog:
 class StopAgreement:
     """Every process stops at one step once any of them is asked to (SIGINT/SIGTERM).
 
-    The asked process publishes a request; every process, at its next :meth:`poll`, publishes the
-    step it has reached and waits (bounded) for everyone's; the stop step is the largest, which
-    the processes behind still train up to. Then all save one checkpoint together.
+    The asked process publishes a request. Each process, at the first :meth:`poll` that sees it,
+    publishes a *target*: its step plus ``lag + 1``, capped at the run's last step. It trains on
+    while the others' targets are unknown, and waits for them (bounded) only once it reaches its
+    own target. The stop step is the largest target; every process trains up to it, then all save
+    one checkpoint together.
+
+    Why the margin, and never a wait at the step where the request is seen: a process that has not
+    seen the request yet may already be blocked on the result of its next step, which needs every
+    process's share of that collective step. The loop keeps each process within ``lag`` completed
+    steps of its own dispatches (it waits for step ``s - lag`` before polling at ``s``), so a process
+    that saw nothing at its last poll has dispatched at most ``lag + 1`` steps beyond any other's
+    current step, and every step it can be blocked on is at or before the others' targets.
     """
+
+    lag = 2
 
     def __init__(self, processes: Processes) -> None:
         self._processes = processes
         self._stop_at: int | None = None
+        self._target: int | None = None
         self.requested_by: int | None = None
 
-    def poll(self, signalled: bool, step: int) -> int | None:
-        """The step to stop at (>= ``step``) once any process was signalled, else None."""
+    def poll(self, signalled: bool, step: int, last_step: int) -> int | None:
+        """The step to stop at (>= ``step``) once every process has published its target, else
+        None (no request yet, or a target still unknown and this process short of its own)."""
         if self._stop_at is not None:
             return self._stop_at
         client, processes = _client(), self._processes
-        if signalled:
+        if self._target is None:
+            if signalled:
+                try:
+                    client.key_value_set(f"{_PREFIX}stop", str(processes.index))
+                except Exception:
+                    pass  # another process asked first
             try:
-                client.key_value_set(f"{_PREFIX}stop", str(processes.index))
+                who = client.key_value_try_get(f"{_PREFIX}stop")
             except Exception:
-                pass  # another process asked first
-        try:
-            who = client.key_value_try_get(f"{_PREFIX}stop")
-        except Exception:
-            return None
-        self.requested_by = int(who)
-        client.key_value_set(f"{_PREFIX}stop_at/{processes.index}", str(step))
-        steps = [
-            int(processes._get(f"stop_at/{other}", f"process {other}"))
-            for other in range(processes.count)
-        ]
-        self._stop_at = max(steps)
+                return None
+            self.requested_by = int(who)
+            self._target = min(step + self.lag + 1, last_step)
+            client.key_value_set(f"{_PREFIX}stop_at/{processes.index}", str(self._target))
+        targets: list[int | None] = [None] * processes.count
+        targets[processes.index] = self._target
+        for other, known in enumerate(targets):
+            if known is None:
+                try:
+                    targets[other] = int(client.key_value_try_get(f"{_PREFIX}stop_at/{other}"))
+                except Exception:
+                    if step < self._target:
+                        return None  # train on towards this process's target; ask again then
+                    targets[other] = int(processes._get(f"stop_at/{other}", f"process {other}"))
+        self._stop_at = max(t for t in targets if t is not None)
         return self._stop_at
 
     def finish(self, step: int) -> None:
         """This process's loop ended at ``step``: a stop asked from now on stops there."""
-        if self._stop_at is None:
+        if self._stop_at is None and self._target is None:
             try:
                 _client().key_value_set(f"{_PREFIX}stop_at/{self._processes.index}", str(step))
             except Exception:

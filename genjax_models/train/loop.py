@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any, Protocol
@@ -125,6 +126,7 @@ class _Run:
     eval_writer: MetricsWriter | NoWriter | None = field(init=False)
     primary: bool = field(init=False)  # process 0: the one that writes files
     pending: list[dict[str, Any]] = field(init=False)  # metrics of the steps not yet logged
+    in_flight: deque[tuple[int, jax.Array]] = field(init=False)  # (step, flag) maybe not done
     timed_steps: int = field(init=False)  # steps run by this process since the last log row
     interval_start: float = field(init=False)  # when they began (for steps_per_sec)
     last: dict[str, float] = field(init=False)  # the last logged metrics
@@ -147,6 +149,7 @@ class _Run:
         if self.on_eval is not None:
             self.eval_writer = writer(config.workdir, "validation")
         self.pending = pending_from_json(pending_metrics)
+        self.in_flight = deque(maxlen=8)  # StopPoll.lag < 8
         self.timed_steps, self.last = 0, {}
         self.interval_start = time.perf_counter()
         self.train_step = self._compile(config.inject_nan_at_step)
@@ -190,8 +193,17 @@ class _Run:
         self.current += 1
         self.nonfinite.record(self.current, metrics)
         self.pending.append(metrics)
+        self.in_flight.append((self.current, metrics["nonfinite"]))
         self.timed_steps += 1
         self.progress.update(1)
+
+    def wait_for_step(self, step: int) -> None:
+        """Blocks until step ``step`` (and every one before it) has completed on this process."""
+        done = None
+        while self.in_flight and self.in_flight[0][0] <= step:
+            done = self.in_flight.popleft()[1]
+        if done is not None:
+            jax.block_until_ready(done)
 
     def due(self) -> tuple[bool, bool, bool]:
         """Whether the step just done logs, samples and saves (the last step does all three)."""
@@ -217,6 +229,7 @@ class _Run:
         self.train_step = self._compile(None)  # the injected fault is transient
         self.current = int(meta["step"])
         self.pending = pending_from_json(meta.get("pending_metrics"))
+        self.in_flight.clear()
         self.timed_steps, self.interval_start = 0, time.perf_counter()
         if self.primary:
             set_aside_rows_after(self.config.workdir, self.current)
@@ -343,8 +356,10 @@ def run_loop(
             if stop_poll is None:
                 if stop.signal_name:
                     run.stop_on_signal(stop.signal_name)
-            elif stop_poll.poll(bool(stop.signal_name), run.current) == run.current:
-                run.stop_on_signal(stop.signal_name, stop_poll.requested_by)
+            else:
+                run.wait_for_step(run.current - stop_poll.lag)
+                if stop_poll.poll(bool(stop.signal_name), run.current, config.steps) == run.current:
+                    run.stop_on_signal(stop.signal_name, stop_poll.requested_by)
             run.train_one_step()
             logs, samples, saves = run.due()
             if (logs or samples or saves) and (bad := run.check_nonfinite()) is not None:

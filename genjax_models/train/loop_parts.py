@@ -121,8 +121,9 @@ class StopPoll(Protocol):
     ``StopAgreement``. The engine defines what it needs, as for ``Placement``."""
 
     requested_by: int | None
+    lag: int  # the loop waits for step ``s - lag`` to complete before it polls at step ``s``
 
-    def poll(self, signalled: bool, step: int) -> int | None: ...
+    def poll(self, signalled: bool, step: int, last_step: int) -> int | None: ...
 
     def finish(self, step: int) -> None: ...
 
