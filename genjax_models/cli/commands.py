@@ -96,6 +96,10 @@ def run_train(args: argparse.Namespace) -> None:
     elif args.model == "gan":
         if args.loss and sets_field(args.set, "loss"):
             raise UsageError("--loss and --set loss=... both given: pass one of them")
+        if not 0 < args.data_fraction <= 1:
+            raise UsageError(
+                f"--data-fraction {args.data_fraction:g} is invalid: expected a number in (0, 1]"
+            )
         config = GANConfig(channels=channels, **({"loss": args.loss} if args.loss else {}))
         config = override(config, args.set)  # bad --set values fail before any data is read
         if args.conditional and not config.num_classes:
@@ -105,7 +109,7 @@ def run_train(args: argparse.Namespace) -> None:
             if classes < 2:
                 raise UsageError(f"--conditional needs labels but {args.dataset!r} has none")
             config = dataclasses.replace(config, num_classes=classes)
-        train_gan(config, train, **common)
+        train_gan(config, train, data_fraction=args.data_fraction, **common)
     else:
         from genjax_models.data.features import check_label_fraction
         from genjax_models.runs import train_class_conditional

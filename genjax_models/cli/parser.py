@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="condition G and D on the dataset's labels (projection discriminator)",
     )
+    gan.add_argument(
+        "--data-fraction",
+        type=float,
+        default=1.0,
+        help="train on this fraction of the training images, per class where labelled "
+        "(a seeded subset, e.g. 0.1 for the limited-data regime; default 1)",
+    )
     classifier = train.add_parser(
         "classifier", help="discriminative p(y|x): CNN on images, MLP on feature vectors"
     )

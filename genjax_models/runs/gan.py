@@ -18,6 +18,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from genjax_models.configs import GANConfig, OptimConfig, TrainConfig, from_dict
+from genjax_models.data.pipeline import ImageArrays
 from genjax_models.models.gan_factory import make_gan
 from genjax_models.parallel.plans import DataParallel
 from genjax_models.runs.execution import adam, execute_run, restore_run, run_identity
@@ -152,6 +153,27 @@ def check_data_shape(images: np.ndarray, config: GANConfig, dataset: str) -> Non
         )
 
 
+def image_fraction(arrays: ImageArrays, fraction: float, seed: int) -> ImageArrays:
+    """``fraction`` of an image split: per class where it is labelled
+    (:func:`~genjax_models.data.features.labelled_fraction`), else the first
+    ``max(1, round(fraction * n))`` of the permutation ``np.random.default_rng(seed)``, in split
+    order. ``fraction=1`` returns ``arrays`` itself."""
+    if fraction == 1:
+        return arrays
+    if arrays.num_classes:
+        from genjax_models.data.features import labelled_fraction
+
+        return labelled_fraction(arrays, fraction, seed)
+    count = max(1, round(fraction * len(arrays.images)))
+    index = np.sort(np.random.default_rng(seed).permutation(len(arrays.images))[:count])
+    return dataclasses.replace(
+        arrays,
+        images=arrays.images[index],
+        labels=arrays.labels[index],
+        split=f"{arrays.split} ({fraction:g} of images)",
+    )
+
+
 def train_gan(
     config: GANConfig,
     train: TrainConfig,
@@ -160,6 +182,7 @@ def train_gan(
     d_optim: OptimConfig = GAN_OPTIM,
     dataset: str = "digits",
     data_dir: str | None = None,
+    data_fraction: float = 1.0,
     resume: bool = False,
     overwrite: bool = False,
     parallel: DataParallel | None = None,
@@ -167,6 +190,10 @@ def train_gan(
 ) -> tuple[GANState, dict[str, float]]:
     """Trains a GAN (``config.architecture``) on the ``train`` split of an image TFDS dataset
     into ``train.workdir``.
+
+    ``data_fraction`` < 1 trains on that fraction of the split (:func:`image_fraction`, seeded
+    by ``train.seed``): the limited-data regime of DiffAugment/ADA. It is part of the run's
+    identity, so ``--resume`` with another fraction is refused.
 
     ``parallel`` (default: ``DataParallel("jit")`` over all devices) splits each global batch over
     devices; the result equals one device's (see :mod:`genjax_models.parallel.plans`).
@@ -177,7 +204,11 @@ def train_gan(
     """
     from genjax_models.data import EpochBatcher, load_image_dataset
 
+    if not 0 < data_fraction <= 1:
+        raise ValueError(f"data fraction {data_fraction!r} is invalid: expected a number in (0, 1]")
     identity = run_identity("gan", dataset, train, model=config, g_optim=g_optim, d_optim=d_optim)
+    if data_fraction != 1:
+        identity["data_fraction"] = data_fraction
     parallel = parallel or DataParallel()
     if train.grad_accum > 1:
         raise ValueError(
@@ -199,6 +230,16 @@ def train_gan(
             f"dataset {dataset!r} has {arrays.num_classes or 'no'} label classes but the "
             f"conditional GAN has num_classes={config.num_classes}: --set "
             f"num_classes={arrays.num_classes or 0}"
+        )
+    arrays = image_fraction(arrays, data_fraction, train.seed)
+    if len(arrays.images) < train.batch_size:
+        raise ValueError(
+            f"--data-fraction {data_fraction:g} leaves {len(arrays.images)} images of {dataset!r}, "
+            f"fewer than one batch of {train.batch_size}: use a larger fraction or --batch-size"
+        )
+    if data_fraction != 1:
+        log(
+            f"genjax-models: training on {len(arrays.images)} images ({data_fraction:g} of the split)"
         )
     batches = EpochBatcher(arrays, train.batch_size, train.seed)
     modules = make_gan(config)
