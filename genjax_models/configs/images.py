@@ -102,13 +102,6 @@ class GANConfig:
         if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
             fail(type(self), "ema_decay", self.ema_decay, "a float in [0, 1) (0 disables EMA)")
         check_gan_toolbox(self)
-        if self.architecture == "resnet" and (self.spectral_norm_d or self.spectral_norm_g):
-            fail(
-                type(self),
-                "spectral_norm_d" if self.spectral_norm_d else "spectral_norm_g",
-                True,
-                "false with architecture='resnet' (spectral norm is built for the dcgan only)",
-            )
 
     def _check_attention_resolution(self) -> None:
         check_non_negative_int(self, "attention_resolution", "0 (none) or a power of two")

@@ -15,6 +15,11 @@ that does; ``0``: none.
 
 D has no BatchNorm (SNGAN's D has none); its ``batch_norm_axis_name`` field exists so the same
 ``clone(batch_norm_axis_name=...)`` serves both players of the training step.
+
+``spectral_norm`` (``GANConfig.spectral_norm_d`` / ``spectral_norm_g``) spectrally normalises every
+convolution and dense layer of that network, its attention block's and, in the projection
+discriminator, the label embedding (SNGAN's D; SAGAN's and BigGAN's G and D), with
+:func:`~genjax_models.nn.spectral.spectrally_normalized`; G's BatchNorms stay.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from genjax_models.nn.resnet_blocks import (
     resnet_dense,
     xavier_uniform,
 )
+from genjax_models.nn.spectral import spectrally_normalized
 
 
 def generator_resolutions(image_size: int) -> list[int]:
@@ -78,8 +84,9 @@ def _generator_body(
     """``z: float[B, latent_dim] -> float32[B, S, S, C]`` in (-1, 1)."""
     resolutions = generator_resolutions(module.image_size)
     _check_attention(module, resolutions)
-    width = 4 * module.base_width
-    x = resnet_dense(4 * 4 * width, dtype=module.dtype, name="dense")(z)
+    width, normalised = 4 * module.base_width, module.spectral_norm
+    dense = resnet_dense(4 * 4 * width, dtype=module.dtype, name="dense")
+    x = spectrally_normalized(dense, normalised, train)(z)
     x = x.reshape(z.shape[0], 4, 4, width)  # (B, 4, 4, W)
     for i, resolution in enumerate(resolutions):
         x = GeneratorBlock(
@@ -87,16 +94,21 @@ def _generator_body(
             num_classes=getattr(module, "num_classes", 0),
             dtype=module.dtype,
             batch_norm_axis_name=module.batch_norm_axis_name,
+            spectral_norm=normalised,
             name=f"block_{i}",
         )(x, labels, train=train)  # (B, r, r, W)
         if resolution == module.attention_resolution:
-            x = SelfAttention2D(dtype=module.dtype, name="attention")(x)
+            attention = SelfAttention2D(
+                dtype=module.dtype, spectral_norm=normalised, name="attention"
+            )
+            x = attention(x, train=train)
     x = resnet_batch_norm(train, module.dtype, module.batch_norm_axis_name, name="final_bn")(x)
-    x = resnet_conv(module.channels, 3, dtype=module.dtype, name="final_conv")(nn.relu(x))
+    final = resnet_conv(module.channels, 3, dtype=module.dtype, name="final_conv")
+    x = spectrally_normalized(final, normalised, train)(nn.relu(x))
     return jnp.tanh(x.astype(jnp.float32))  # (B, S, S, C)
 
 
-def _discriminator_features(module: nn.Module, x: jax.Array) -> jax.Array:
+def _discriminator_features(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
     """``x: float[B, S, S, C] -> float32[B, W]``: the blocks, ReLU, sum over positions."""
     plan = discriminator_plan(module.image_size)
     _check_attention(module, [resolution for _, resolution in plan])
@@ -105,19 +117,30 @@ def _discriminator_features(module: nn.Module, x: jax.Array) -> jax.Array:
     attended = False
     for i, (downsample, resolution) in enumerate(plan):
         h = DiscriminatorBlock(
-            width, downsample=downsample, optimized=i == 0, dtype=module.dtype, name=f"block_{i}"
-        )(h)
+            width,
+            downsample=downsample,
+            optimized=i == 0,
+            dtype=module.dtype,
+            spectral_norm=module.spectral_norm,
+            name=f"block_{i}",
+        )(h, train=train)
         if resolution == module.attention_resolution and not attended:
-            h = SelfAttention2D(dtype=module.dtype, name="attention")(h)
+            attention = SelfAttention2D(
+                dtype=module.dtype, spectral_norm=module.spectral_norm, name="attention"
+            )
+            h = attention(h, train=train)
             attended = True
     pooled = jnp.sum(nn.relu(h).astype(jnp.float32), axis=(1, 2))  # (B, W)
     module.sow("intermediates", "pooled", pooled)
     return pooled
 
 
-def _logit(module: nn.Module, pooled: jax.Array) -> jax.Array:
+def _logit(module: nn.Module, pooled: jax.Array, train: bool) -> jax.Array:
     """``[B, W] -> float32[B]``: the dense head (with bias)."""
-    logit = resnet_dense(1, dtype=module.dtype, name="dense")(pooled.astype(module.dtype))
+    dense = spectrally_normalized(
+        resnet_dense(1, dtype=module.dtype, name="dense"), module.spectral_norm, train
+    )
+    logit = dense(pooled.astype(module.dtype))
     return logit.reshape(pooled.shape[0]).astype(jnp.float32)
 
 
@@ -132,6 +155,7 @@ class ResNetGenerator(nn.Module):
     attention_resolution: int = 0
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of every convolution and dense layer
 
     @nn.compact
     def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
@@ -152,6 +176,7 @@ class ConditionalResNetGenerator(nn.Module):
     attention_resolution: int = 0
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of every convolution and dense layer
 
     @nn.compact
     def __call__(self, z: jax.Array, labels: jax.Array, *, train: bool) -> jax.Array:
@@ -170,12 +195,12 @@ class ResNetDiscriminator(nn.Module):
     attention_resolution: int = 0
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None  # unused: no BatchNorm in D
+    spectral_norm: bool = False  # of every convolution and dense layer
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        del train  # no BatchNorm or dropout
-        _check_images(self, x)
-        return _logit(self, _discriminator_features(self, x))
+        _check_images(self, x)  # ``train`` moves only the spectral norms' power iteration
+        return _logit(self, _discriminator_features(self, x, train), train)
 
 
 class ResNetProjectionDiscriminator(nn.Module):
@@ -190,20 +215,21 @@ class ResNetProjectionDiscriminator(nn.Module):
     attention_resolution: int = 0
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None  # unused: no BatchNorm in D
+    spectral_norm: bool = False  # of every convolution, dense layer and the label embedding
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array, *, train: bool) -> jax.Array:
-        del train
         _check_images(self, x)
         _check_labels(self, labels, x.shape[0])
-        pooled = _discriminator_features(self, x)  # (B, W)
-        embedding = nn.Embed(
+        pooled = _discriminator_features(self, x, train)  # (B, W)
+        embed = nn.Embed(
             self.num_classes,
             pooled.shape[-1],
             embedding_init=logical(xavier_uniform(), CLASSES, CONV_OUT),
             name="label_embedding",
-        )(labels)  # (B, W)
-        return _logit(self, pooled) + jnp.sum(embedding * pooled, axis=-1)
+        )
+        embedding = spectrally_normalized(embed, self.spectral_norm, train)(labels)  # (B, W)
+        return _logit(self, pooled, train) + jnp.sum(embedding * pooled, axis=-1)
 
 
 def make_resnet_gan(
@@ -221,11 +247,20 @@ def make_resnet_gan(
         dtype=compute_dtype(config.dtype),
         batch_norm_axis_name=batch_norm_axis_name,
     )
+    g_norm, d_norm = config.spectral_norm_g, config.spectral_norm_d
     if config.num_classes:
         return (
             ConditionalResNetGenerator(
-                num_classes=config.num_classes, latent_dim=config.latent_dim, **common
+                num_classes=config.num_classes,
+                latent_dim=config.latent_dim,
+                spectral_norm=g_norm,
+                **common,
             ),
-            ResNetProjectionDiscriminator(num_classes=config.num_classes, **common),
+            ResNetProjectionDiscriminator(
+                num_classes=config.num_classes, spectral_norm=d_norm, **common
+            ),
         )
-    return ResNetGenerator(latent_dim=config.latent_dim, **common), ResNetDiscriminator(**common)
+    return (
+        ResNetGenerator(latent_dim=config.latent_dim, spectral_norm=g_norm, **common),
+        ResNetDiscriminator(spectral_norm=d_norm, **common),
+    )

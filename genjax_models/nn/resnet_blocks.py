@@ -8,8 +8,9 @@ dense kernels ``(CONV_IN, CONV_OUT)``, per-class rows ``(CLASSES, CONV_OUT)``, t
 convolutions of a residual branch and 1 elsewhere; biases 0; BatchNorm scale 1, bias 0 with
 PyTorch's momentum (0.1, Flax's 0.9) and eps 1e-5.
 
-Every convolution and dense layer is made by :func:`resnet_conv` or :func:`resnet_dense`: the one
-place where a wrapper such as spectral normalisation would go.
+Every convolution and dense layer is made by :func:`resnet_conv` or :func:`resnet_dense`; with a
+block's ``spectral_norm`` each is wrapped by :func:`~genjax_models.nn.spectral.spectrally_normalized`
+(its power-iteration state in ``batch_stats``, updated when ``train``), as SNGAN and SAGAN do.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax_models.nn.partitioning import CLASSES, CONV_IN, CONV_OUT, constrain_batch, logical
+from genjax_models.nn.spectral import spectrally_normalized
 
 RESIDUAL_GAIN = math.sqrt(2.0)
 """Xavier gain of the 3x3 convolutions inside a residual branch (Mimicry's SNGAN)."""
@@ -154,6 +156,7 @@ class GeneratorBlock(nn.Module):
     num_classes: int = 0
     dtype: Any = jnp.float32
     batch_norm_axis_name: str | None = None
+    spectral_norm: bool = False  # of the three convolutions (not of the BatchNorms)
 
     def _norm(self, x: jax.Array, labels: jax.Array | None, train: bool, name: str) -> jax.Array:
         if self.num_classes:
@@ -166,10 +169,11 @@ class GeneratorBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, *, train: bool) -> jax.Array:
-        def conv(kernel_size: int, gain: float, name: str) -> nn.Conv:
-            return resnet_conv(
+        def conv(kernel_size: int, gain: float, name: str) -> Any:
+            layer = resnet_conv(
                 self.features, kernel_size, dtype=self.dtype, gain=gain, use_bias=False, name=name
             )
+            return spectrally_normalized(layer, self.spectral_norm, train)
 
         h = nn.relu(self._norm(x, labels, train, "bn1"))
         h = conv(3, RESIDUAL_GAIN, "conv1")(upsample_2x(h))
@@ -193,19 +197,22 @@ class DiscriminatorBlock(nn.Module):
     downsample: bool = True
     optimized: bool = False
     dtype: Any = jnp.float32
+    spectral_norm: bool = False  # of every convolution
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        def conv(kernel_size: int, gain: float, name: str) -> Any:
+            layer = resnet_conv(self.features, kernel_size, dtype=self.dtype, gain=gain, name=name)
+            return spectrally_normalized(layer, self.spectral_norm, train)
+
         h = x if self.optimized else nn.relu(x)
-        h = resnet_conv(self.features, 3, dtype=self.dtype, gain=RESIDUAL_GAIN, name="conv1")(h)
-        h = resnet_conv(self.features, 3, dtype=self.dtype, gain=RESIDUAL_GAIN, name="conv2")(
-            nn.relu(h)
-        )
+        h = conv(3, RESIDUAL_GAIN, "conv1")(h)
+        h = conv(3, RESIDUAL_GAIN, "conv2")(nn.relu(h))
         shortcut = x
         if self.downsample:
             h, shortcut = avg_pool_2x(h), avg_pool_2x(shortcut)
         if self.optimized or self.downsample or x.shape[-1] != self.features:
-            shortcut = resnet_conv(self.features, 1, dtype=self.dtype, name="shortcut")(shortcut)
+            shortcut = conv(1, 1.0, "shortcut")(shortcut)
         return constrain_batch(h + shortcut)
 
 
@@ -218,18 +225,21 @@ class SelfAttention2D(nn.Module):
     H and W even). ``beta = softmax_k(theta_q . phi_k)`` (no 1/sqrt(d) scaling, as SAGAN), computed
     in float32; ``o = conv1x1(sum_k beta_qk g_k)`` back to C channels. The four convolutions have
     no bias. The scalar ``gamma`` starts at 0, so the block starts as the identity.
+    ``spectral_norm``: the four convolutions spectrally normalised (SAGAN), updated when ``train``.
     """
 
     pool_keys: bool = True
     dtype: Any = jnp.float32
+    spectral_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         b, h, w, c = x.shape
         key_dim, value_dim = max(1, c // 8), max(1, c // 2)
 
-        def conv(features: int, name: str) -> nn.Conv:
-            return resnet_conv(features, 1, dtype=self.dtype, use_bias=False, name=name)
+        def conv(features: int, name: str) -> Any:
+            layer = resnet_conv(features, 1, dtype=self.dtype, use_bias=False, name=name)
+            return spectrally_normalized(layer, self.spectral_norm, train)
 
         theta = conv(key_dim, "theta")(x).reshape(b, h * w, key_dim)  # (B, HW, C/8)
         phi, g = conv(key_dim, "phi")(x), conv(value_dim, "g")(x)

@@ -133,13 +133,15 @@ def _attention_reference(x, params, gamma, pool_keys) -> np.ndarray:
 def test_self_attention_is_the_identity_at_init_and_matches_the_equations(pool_keys) -> None:
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 16))
     block = SelfAttention2D(pool_keys=pool_keys)
-    params = nn.unbox(block.init(jax.random.PRNGKey(1), x))["params"]
+    params = nn.unbox(block.init(jax.random.PRNGKey(1), x, train=False))["params"]
     assert float(params["gamma"]) == 0.0
     assert params["theta"]["kernel"].shape == (1, 1, 16, 2)  # C/8
     assert params["g"]["kernel"].shape == (1, 1, 16, 8)  # C/2
-    np.testing.assert_array_equal(np.asarray(block.apply({"params": params}, x)), np.asarray(x))
+    np.testing.assert_array_equal(
+        np.asarray(block.apply({"params": params}, x, train=False)), np.asarray(x)
+    )
     params = {**params, "gamma": jnp.asarray(0.7)}
-    out = np.asarray(block.apply({"params": params}, x))
+    out = np.asarray(block.apply({"params": params}, x, train=False))
     expected = _attention_reference(np.asarray(x, np.float64), params, 0.7, pool_keys)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
     assert np.abs(out - np.asarray(x)).max() > 1e-2
@@ -151,9 +153,11 @@ def test_gradients_reach_gamma_at_init() -> None:
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 16))
     weights = jax.random.normal(jax.random.PRNGKey(2), x.shape)
     block = SelfAttention2D()
-    params = nn.unbox(block.init(jax.random.PRNGKey(1), x))["params"]
-    grads = jax.grad(lambda p: jnp.sum(weights * block.apply({"params": p}, x)))(params)
-    o = block.apply({"params": {**params, "gamma": jnp.asarray(1.0)}}, x) - x
+    params = nn.unbox(block.init(jax.random.PRNGKey(1), x, train=False))["params"]
+    grads = jax.grad(lambda p: jnp.sum(weights * block.apply({"params": p}, x, train=False)))(
+        params
+    )
+    o = block.apply({"params": {**params, "gamma": jnp.asarray(1.0)}}, x, train=False) - x
     np.testing.assert_allclose(float(grads["gamma"]), float(jnp.sum(weights * o)), rtol=1e-4)
     assert abs(float(grads["gamma"])) > 1e-2
     for name in ("theta", "phi", "g", "o"):

@@ -122,3 +122,74 @@ def test_projection_discriminator_normalises_its_label_embedding_too() -> None:
     ]
     names = {name for group in stats.values() for name in group}
     assert "label_embedding/embedding/u" in names
+
+
+def _kernels_and_sigmas(variables):
+    """``{layer path: (kernel reshaped [-1, out], sigma)}`` of every spectrally normalised layer."""
+    params = {
+        "/".join(str(k.key) for k in path[:-1]): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(variables["params"])[0]
+        if path[-1].key in ("kernel", "embedding")
+    }
+    pairs = {}
+    for path, sigma in jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]:
+        name = str(path[-1].key)
+        if not name.endswith("/sigma"):
+            continue
+        scope = [str(k.key) for k in path[:-2]]  # without SpectralNorm_<n>
+        layer = "/".join([*scope, name.split("/")[0]])
+        weight = params[layer]
+        pairs[layer] = (weight.reshape(-1, weight.shape[-1]), float(sigma))
+    return pairs
+
+
+@pytest.mark.parametrize("player", ["generator", "discriminator"])
+def test_resnet_normalises_every_layer_and_power_iteration_finds_each_top_singular_value(
+    player: str,
+) -> None:
+    from genjax_models.models.gan_resnet import make_resnet_gan
+
+    common = dict(latent_dim=8, base_width=4, image_size=16, num_classes=3, attention_resolution=8)
+    plain = make_resnet_gan(GANConfig(architecture="resnet", **common))
+    normalised = make_resnet_gan(
+        GANConfig(architecture="resnet", spectral_norm_d=True, spectral_norm_g=True, **common)
+    )
+    index = 0 if player == "generator" else 1
+    inputs = (
+        (jnp.ones((4, 8)),)
+        if index == 0
+        else (jax.random.normal(jax.random.PRNGKey(3), (4, 16, 16, 1)),)
+    )
+    inputs = (*inputs, jnp.array([0, 1, 2, 0]))
+    a = nn.unbox(plain[index].init(jax.random.PRNGKey(0), *inputs, train=False))
+    variables = nn.unbox(normalised[index].init(jax.random.PRNGKey(0), *inputs, train=False))
+    for x, y in zip(
+        jax.tree.leaves(a["params"]), jax.tree.leaves(variables["params"]), strict=True
+    ):
+        np.testing.assert_array_equal(x, y)  # same tree, same initial values
+    pairs = _kernels_and_sigmas(variables)
+    # Every convolution, dense layer and (D) the label embedding; G's per-class BatchNorm gains not.
+    expected = {
+        "generator": 1 + 2 * 3 + 4 + 1,  # dense, 2 blocks x 3 convs, attention's 4, final conv
+        # 16x16: the optimized block (2 convs + shortcut), 2 blocks at 8x8 (2 convs each),
+        # attention's 4, the dense head and the label embedding
+        "discriminator": 3 + 2 * 2 + 4 + 1 + 1,
+    }[player]
+    assert len(pairs) == expected, sorted(pairs)
+    assert not any("gain" in name or "bias" in name.split("/")[-1] for name in pairs)
+    _, evaluated = normalised[index].apply(variables, *inputs, train=False, mutable=["batch_stats"])
+    for old, new in zip(
+        jax.tree.leaves(variables["batch_stats"]),
+        jax.tree.leaves(evaluated["batch_stats"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(old, new)  # eval mode moves nothing
+    module = normalised[index]
+    power_step = jax.jit(
+        lambda v: {**v, **module.apply(v, *inputs, train=True, mutable=["batch_stats"])[1]}
+    )
+    for _ in range(60):
+        variables = power_step(variables)
+    for name, (weight, sigma) in _kernels_and_sigmas(variables).items():
+        top = np.linalg.norm(weight, 2)
+        assert sigma == pytest.approx(top, rel=1e-3), name

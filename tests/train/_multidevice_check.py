@@ -10,7 +10,7 @@ For each model (``gan``, ``classifier``, ``seq2seq``, ``cgan``: the conditional 
 ``gan_regularized``: the GAN with WGAN-GP and lazy R1/R2, ``gan_toolbox``: spectral norm, PacGAN,
 DiffAugment with ADA, R1 and WGAN-GP,
 ``gan_regularized``: the GAN with WGAN-GP and lazy R1/R2, ``gan_resnet``: the conditional
-SNGAN ResNet with self-attention,
+SNGAN ResNet with self-attention and spectral norm,
 ``generative``: the Gaussian class-conditional model's joint-likelihood step) and each way of running the step it takes ``STEPS`` steps
 from the same initial state with the same global batch and the same per-step keys:
 
@@ -215,10 +215,11 @@ def cgan_results(cfg: GANConfig | None = None) -> dict[str, dict]:
 
 def gan_resnet_results() -> dict[str, dict]:
     """Conditional SNGAN ResNet (conditional BatchNorm in G, cross-replica on 8 devices;
-    projection D without BatchNorm) with self-attention at 8x8 in both players."""
+    projection D without BatchNorm) with self-attention at 8x8 in both players, every layer of
+    both spectrally normalised."""
     cfg = GANConfig(
         latent_dim=8, base_width=8, image_size=16, channels=1, num_classes=4,
-        architecture="resnet", attention_resolution=8,
+        architecture="resnet", attention_resolution=8, spectral_norm_d=True, spectral_norm_g=True,
     )  # fmt: skip
     return cgan_results(cfg)
 
