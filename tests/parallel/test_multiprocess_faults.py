@@ -160,7 +160,9 @@ def test_an_unreachable_coordinator_is_one_line_after_the_timeout(tmp_path: Path
     done = run_cli("train", "gan", "--workdir", str(tmp_path / "w"), "--coordinator",
                    f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1",
                    "--init-timeout", "3")  # fmt: skip
-    assert done.returncode == 2 and time.monotonic() - started < 30
+    # Well under the default --init-timeout of 120 s, so the 3 s were honoured; the rest is the
+    # process's start-up (JAX and the CLI imported), which took up to 37 s on a loaded CI host.
+    assert done.returncode == 2 and time.monotonic() - started < 90
     assert error_lines(done.stderr) == [
         f"genjax-models: error: the coordinator 127.0.0.1:{port} is unreachable after 3 s: start "
         "process 0 there, or pass its address with --coordinator HOST:PORT (and --init-timeout "
