@@ -27,7 +27,8 @@ def multidevice_env(fast_compile: bool = True) -> dict[str, str]:
     ``fast_compile``: LLVM -O0, which roughly halves the compile time that dominates these tests;
     every variant, reference included, is compiled the same way. ``False`` for a program that
     -O0 miscompiles: the PacGAN toolbox step's sharded-jit result differs from one device by
-    2.6e-3 (relative) at -O0 on an AMD EPYC host and by 2e-6 at the default level (jax 0.10.2).
+    2.6e-3 (relative) at -O0 on an AMD EPYC host (without pack, augmentation or spectral norm it
+    matches) and by 2e-6 at the default level (jax 0.10.2).
     """
     xla_flags = [
         os.environ.get("XLA_FLAGS", ""),
