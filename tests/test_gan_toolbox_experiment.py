@@ -144,3 +144,39 @@ def test_tiny_end_to_end_run_is_reproducible_and_reused(experiment, tmp_path, ca
     assert run._no_nan(fresh["trajectory"]) == run._no_nan(row["trajectory"])
     with np.load(tmp_path / "samples.npz") as samples:
         np.testing.assert_array_equal(samples["run0"], first_samples)
+
+
+def test_an_interrupted_run_keeps_every_finished_row_and_tables_them_in_order(
+    experiment, tmp_path, monkeypatch
+) -> None:
+    """A run that plans rows already in results.json, interrupted before reaching them, keeps
+    them; the table lists rows by loss, regulariser, then pack, whatever order they ran in."""
+    run = experiment("run")
+    argv = [
+        "--out", str(tmp_path), "--only", "grid", "--losses", "hinge", "--regularisers", "none,R1",
+        "--steps", "2", "--eval-every", "2", "--g-width", "8", "--d-width", "8",
+        "--batch-size", "16", "--seeds", "0", "--no-plot",
+    ]  # fmt: skip
+    run.main(argv)
+    before = {r["key"] for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
+    assert len(before) == 2
+    real_execute, calls = run.execute, []
+
+    def interrupted_after_one(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:  # hinge + none, pack 2 ran; hinge + R1, pack 2 is next
+            raise KeyboardInterrupt
+        return real_execute(*args, **kwargs)
+
+    monkeypatch.setattr(run, "execute", interrupted_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run.main([*argv, "--packs", "1,2"])
+    saved = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert before <= {r["key"] for r in saved} and len(saved) == 3
+    monkeypatch.setattr(run, "execute", real_execute)
+    run.main([*argv, "--packs", "2,1"])  # pack 2 planned first
+    table = (tmp_path / "results.md").read_text()
+    order = ["| hinge | none | 1 |", "| hinge | none | 2 |", "| hinge | R1 0.1 | 1 |",
+             "| hinge | R1 0.1 | 2 |"]  # fmt: skip
+    positions = [table.index(row) for row in order]
+    assert positions == sorted(positions)

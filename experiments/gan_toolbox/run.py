@@ -199,9 +199,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     planned_rows = {_row(run.dataset, run.step_kwargs()) for run in planned}
     kept = [r for r in cached.values() if _row(r["dataset"], r["step_kwargs"]) not in planned_rows]
     records = []
-    for run in planned:
+    keys = [_key(run, settings_for(run.dataset, args), args.seeds) for run in planned]
+    for index, (run, key) in enumerate(zip(planned, keys, strict=True)):
         settings = settings_for(run.dataset, args)
-        key = _key(run, settings, args.seeds)
+        # What an interruption after this row must keep: the finished rows planned after it too.
+        unreached = [cached[later] for later in keys[index + 1 :] if later in cached]
         if key in cached:
             records.append(cached[key])
             print(f"reused {run}", flush=True)
@@ -216,9 +218,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"reverse KL {raw['reverse_kl']['mean']:.3f} ({time.perf_counter() - tic:.0f} s)",
             flush=True,
         )
-        _write(records + kept, json_path, npz_path)  # after every row: interruptions keep it
+        _write(records + unreached + kept, json_path, npz_path)  # interruptions keep every row
 
-    records += kept
+    records = sorted(records + kept, key=_table_order)
     results = _write(records, json_path, npz_path)
     tables = ""
     for dataset in ("ring", "grid"):
@@ -235,6 +237,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (args.out / "results.md").write_text(tables.lstrip())
     print(tables)
     return results
+
+
+def _table_order(record: dict[str, Any]) -> tuple:
+    """Rows by dataset, loss, regulariser (as in :data:`LOSSES`, :data:`REGULARISERS`), pack."""
+    names = list(REGULARISERS)
+    return (
+        ("ring", "grid").index(record["dataset"]),
+        LOSSES.index(record["loss"]) if record["loss"] in LOSSES else len(LOSSES),
+        names.index(record["regulariser"]) if record["regulariser"] in names else len(names),
+        record.get("pack", 1),
+        record.get("weight") or 0.0,
+    )
 
 
 def _no_nan(tree: Any) -> Any:
