@@ -46,8 +46,20 @@ VARIANTS = {
     # R1 with StyleGAN2's lazy regularisation (every 16th critic step, scaled by 16)
     "R1": ["--set", "r1_gamma=0.2", "--set", "r1_interval=16"],
     "DiffAugment": ["--set", "augment=color,translation,cutout"],
+    # the same augmentations with ADA's probability: from 0, towards r_t = 0.6 (p can reach 1
+    # within 100 kimg, about 1,600 steps of 64)
+    "ADA": [
+        "--set",
+        "augment=color,translation,cutout",
+        "--set",
+        "augment_p=0",
+        "--set",
+        "ada_target=0.6",
+        "--set",
+        "ada_kimg=100",
+    ],  # fmt: skip
 }
-RUN_ORDER = ("plain", "DiffAugment", "SN", "R1")
+RUN_ORDER = ("plain", "DiffAugment", "SN", "R1", "ADA")
 FRACTIONS = (1.0, 0.1)
 METRICS = ("frechet_distance", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
            "recognisable_rate")  # fmt: skip
@@ -127,17 +139,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{a}\n{v}" for a in ARCHS for v in VARIANTS]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    pairs = [(a, v) for a in ARCHS for v in VARIANTS if any((r["arch"], r["variant"]) == (a, v)
+                                                             for r in rows)]  # fmt: skip
+    labels = [f"{a}\n{v}" for a, v in pairs]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
     for axis, key, title in ((axes[0], "frechet_distance", "Frechet distance (lower is better)"),
                              (axes[1], "kid_mean", "KID (lower is better)")):  # fmt: skip
         for offset, fraction in ((-0.2, 1.0), (0.2, 0.1)):
             values = []
-            for arch in ARCHS:
-                for variant in VARIANTS:
-                    found = [r[key] for r in rows if (r["arch"], r["variant"], r["fraction"])
-                             == (arch, variant, fraction)]  # fmt: skip
-                    values.append(found[0] if found else float("nan"))
+            for arch, variant in pairs:
+                found = [r[key] for r in rows if (r["arch"], r["variant"], r["fraction"])
+                         == (arch, variant, fraction)]  # fmt: skip
+                values.append(found[0] if found else float("nan"))
             axis.bar([i + offset for i in range(len(labels))], values, width=0.4,
                      label=f"{fraction:.0%} of the images")  # fmt: skip
         if key == "frechet_distance" and rows:

@@ -74,19 +74,19 @@ def acceptance(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def mean(run, name):
         return run["summary"]["raw"][name]["mean"]
 
+    def label(run):
+        pack = f", pack {run['pack']}" if run.get("pack", 1) != 1 else ""
+        return f"{run['loss']} + {regulariser_label(run)}{pack}"
+
     ring = [
-        f"{r['loss']} + {regulariser_label(r)}"
+        label(r)
         for r in runs
         if r["dataset"] == "ring"
         and r["regulariser"] != "none"
         and mean(r, "modes") == 8
         and mean(r, "high_quality") >= 0.9
     ]
-    grid = [
-        f"{r['loss']} + {regulariser_label(r)}"
-        for r in runs
-        if r["dataset"] == "grid" and mean(r, "modes") >= 24
-    ]
+    grid = [label(r) for r in runs if r["dataset"] == "grid" and mean(r, "modes") >= 24]
     return {"ring_8_modes_90pct_hq": ring, "grid_24_modes": grid}
 
 
