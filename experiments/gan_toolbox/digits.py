@@ -1,5 +1,6 @@
-"""DCGAN vs ResNet on digits, plain and with spectral norm, R1 or DiffAugment, on 100% and 10% of the
-training images: the Frechet distance, KID, precision/recall and density/coverage of ``eval gan``.
+"""DCGAN vs ResNet on digits, plain and with spectral norm, R1, DiffAugment or ADA, on 100% and 10%
+of the training images: the Frechet distance, KID, precision/recall and density/coverage of
+``eval gan``.
 
 Every row is two commands of the library's CLI, run as a user would:
 
@@ -10,7 +11,7 @@ Every row is two commands of the library's CLI, run as a user would:
 with one evaluation classifier ``C`` for all rows (its features define every metric, so the rows
 are comparable), trained by the first ``eval``.
 
-    python experiments/gan_toolbox/digits.py                 # all 16 rows (about 50 min on 2 cores)
+    python experiments/gan_toolbox/digits.py                 # all 18 rows (about 45 min on 2 cores)
     python experiments/gan_toolbox/digits.py --archs dcgan --fractions 0.1 --variants plain,DiffAugment
 
 Writes ``digits_results.json`` (every row's settings, metrics and wall times), ``digits_results.md``
