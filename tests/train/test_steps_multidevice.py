@@ -64,7 +64,8 @@ def multidevice_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
     """
     out_dir = tmp_path_factory.mktemp("multidevice")
     commands = {model: [sys.executable, str(SCRIPT), str(out_dir), model] for model in MODELS}
-    outputs = run_side_by_side(commands, out_dir)
+    # The spectrally normalised ResNet not at LLVM -O0, which miscompiles its sharded jit.
+    outputs = run_side_by_side(commands, out_dir, default_level=("gan_resnet",))
     report: dict = {"device_count": {}, "max_abs_diff": {}}
     for model, (stdout, _) in outputs.items():
         part = json.loads(stdout.strip().splitlines()[-1])
