@@ -50,12 +50,9 @@ def multidevice_env(fast_compile: bool = True) -> dict[str, str]:
 
 
 def run_side_by_side(
-    commands: dict[str, list[str]],
-    logs: Path,
-    fast_compile: bool = True,
-    default_level: Collection[str] = (),
+    commands: dict[str, list[str]], logs: Path, default_level: Collection[str] = ()
 ) -> dict[str, tuple[str, str]]:
-    """Runs ``{name: argv}`` concurrently with :func:`multidevice_env` (``fast_compile``, except
+    """Runs ``{name: argv}`` concurrently with :func:`multidevice_env` (fast compilation, except
     for the names in ``default_level``, compiled at XLA's default level); all must exit 0.
 
     Returns ``{name: (stdout, stderr)}``; the output is also kept under ``logs``.
@@ -68,7 +65,7 @@ def run_side_by_side(
                 procs[name] = subprocess.Popen(
                     argv,
                     cwd=REPO_ROOT,
-                    env=multidevice_env(fast_compile and name not in default_level),
+                    env=multidevice_env(fast_compile=name not in default_level),
                     stdout=stdout,
                     stderr=stderr,
                 )

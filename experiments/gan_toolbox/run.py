@@ -199,9 +199,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     planned_rows = {_row(run.dataset, run.step_kwargs()) for run in planned}
     kept = [r for r in cached.values() if _row(r["dataset"], r["step_kwargs"]) not in planned_rows]
     records = []
-    keys = [_key(run, settings_for(run.dataset, args), args.seeds) for run in planned]
-    for index, (run, key) in enumerate(zip(planned, keys, strict=True)):
-        settings = settings_for(run.dataset, args)
+    settings_of = [settings_for(run.dataset, args) for run in planned]
+    keys = [
+        _key(run, settings, args.seeds) for run, settings in zip(planned, settings_of, strict=True)
+    ]
+    for index, (run, settings, key) in enumerate(zip(planned, settings_of, keys, strict=True)):
         # What an interruption after this row must keep: the finished rows planned after it too.
         unreached = [cached[later] for later in keys[index + 1 :] if later in cached]
         if key in cached:

@@ -162,7 +162,7 @@ def test_toolbox_gan_step_on_8_devices_matches_single_device(tmp_path: Path) -> 
     model = "gan_toolbox"
     command = [sys.executable, str(SCRIPT), str(tmp_path), model]
     # Not at LLVM -O0: it miscompiles this program's sharded jit (multidevice_env).
-    (stdout, _) = run_side_by_side({model: command}, tmp_path, fast_compile=False)[model]
+    (stdout, _) = run_side_by_side({model: command}, tmp_path, default_level=(model,))[model]
     assert json.loads(stdout.strip().splitlines()[-1])["device_count"] == 8
     reference = load_leaves(tmp_path / f"{model}_reference.npz")
     assert {"metrics['aug_p']", "ada['p']"} <= reference.keys()
