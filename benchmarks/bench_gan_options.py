@@ -1,14 +1,15 @@
 """What each GAN toolbox option costs: step time relative to the plain DCGAN step, one process.
 
-    python benchmarks/bench_gan_options.py [--width 16] [--batch-size 64] [--steps 5] [--windows 9]
+    python benchmarks/bench_gan_options.py [--width 16] [--batch-size 64] [--steps 16] [--windows 9]
         [--options plain,gp,r1,lazy_r1_16,...]
 
 Every option is the DCGAN step of ``train gan`` (``runs.gan.gan_step_from_config``) with one
 ``GANConfig`` change: WGAN-GP, R1 every step, lazy R1 (every 4th / 16th critic update), R1 + R2,
 spectral norm on D (which drops D's BatchNorm) or on D and G, DiffAugment (all three), DiffAugment
 with ADA, PacGAN packing of 2. All are compiled ahead of time, warmed up, and timed in alternating
-windows (A B C ..., then reversed) so a shared machine's load reaches every option alike; the
-table gives the median steps/s and the ratio of step *time* to the plain step's. Writes
+windows (A B C ..., then reversed) so a shared machine's load reaches every option alike; each
+window is 16 steps (one lazy-R1 update at interval 16, four at interval 4); the table gives the
+median steps/s and the ratio of step *time* to the plain step's. Writes
 ``benchmarks/results/gan-options-w<width>-<platform>-<date>.json``.
 """
 
@@ -84,7 +85,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--width", type=positive_int, default=16, help="GANConfig.base_width")
     parser.add_argument("--image-size", type=positive_int, default=32)
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--steps", type=positive_int, default=5, help="steps per timed window")
+    parser.add_argument(
+        "--steps", type=positive_int, default=16,
+        help="steps per timed window: keep it a multiple of the largest lazy interval (16), so "
+        "that every window holds its share of regularised updates and the median is unbiased",
+    )  # fmt: skip
     parser.add_argument("--windows", type=positive_int, default=9)
     parser.add_argument("--options", default=",".join(OPTIONS), help="comma-separated names")
     parser.add_argument("--out", default=None)

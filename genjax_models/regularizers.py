@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from genjax_models.configs.checks import is_finite_number
+from genjax_models.nn.conv_layouts import canonical_convolutions
 
 Critic = Callable[[jax.Array], jax.Array]
 PyTree = Any
@@ -95,7 +96,11 @@ def lazy_penalty(
     computed. Return the gradient from ``penalty`` rather than differentiating through this
     function: the cond's derivative would carry the penalty's residuals (zeros when skipped)
     through both branches. Inside ``shard_map`` or ``pmap`` pass their ``axis_name``: the zeros
-    are then cast device-varying, as the penalty is.
+    are then cast device-varying, as the penalty is. When JAX's default backend is the CPU, the
+    penalty's convolutions are made canonical
+    (:func:`~genjax_models.nn.conv_layouts.canonical_convolutions`): XLA:CPU would otherwise run
+    those of the cond's branch with its slow naive emitter (10x the top-level time for the
+    DCGAN's R1 gradient).
     """
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise ValueError(f"interval={interval!r} is invalid: expected an integer >= 1")
@@ -106,8 +111,10 @@ def lazy_penalty(
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(penalty))
         return zeros if axis_name is None else lax.pcast(zeros, axis_name, to="varying")
 
+    compute = canonical_convolutions(penalty) if jax.default_backend() == "cpu" else penalty
+
     def applied() -> PyTree:
-        return jax.tree.map(lambda value: interval * value, penalty())
+        return jax.tree.map(lambda value: interval * value, compute())
 
     return lax.cond(counter % interval == 0, applied, skipped)
 
