@@ -94,7 +94,7 @@ def test_convolutions_inside_a_jitted_call_are_rewritten_too() -> None:
 
 def _compiled_dim_labels(fn, *args) -> list[str]:
     """Dimension labels of every convolution in the program XLA compiles for ``fn``."""
-    hlo = jax.jit(fn).lower(*args).compile().as_text()
+    hlo = jax.jit(fn).lower(*args).compile().as_text() or ""
     return re.findall(r" convolution\(.*?dim_labels=([^,\s]+)", hlo)
 
 
