@@ -52,12 +52,9 @@ def _canonical_convolution(
 ) -> jax.Array:
     """One ``conv_general_dilated`` eqn as transposes around a canonical convolution."""
     canonical = canonical_dimension_numbers(lhs.ndim - 2)
-    if dimension_numbers == canonical:
-        return lax.conv_general_dilated_p.bind(
-            lhs, rhs, dimension_numbers=dimension_numbers, **params
-        )
     lhs_spec, rhs_spec, out_spec = dimension_numbers
-    # Each spec lists (batch or out-feature, feature or in-feature, spatial...) axis indices.
+    # Each spec lists (batch or out-feature, feature or in-feature, spatial...) axis indices;
+    # for a canonical convolution the orders are identities (lax.transpose returns its input).
     lhs_order = (lhs_spec[0], *lhs_spec[2:], lhs_spec[1])
     rhs_order = (*rhs_spec[2:], rhs_spec[1], rhs_spec[0])
     out_order = (out_spec[0], *out_spec[2:], out_spec[1])
@@ -101,8 +98,8 @@ def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     ``fn`` takes and returns pytrees of arrays; the result has ``fn``'s signature, values and
     derivatives. Use it on a function that runs inside ``lax.cond`` / ``lax.while_loop`` /
-    ``lax.scan`` on XLA:CPU (see the module docstring); at the top level of a jitted function it
-    changes nothing measurable, XLA doing the same rewrite there. Convolutions are rewritten
+    ``lax.scan`` on XLA:CPU (see the module docstring); at the top level of a jitted function it is
+    not needed, XLA doing the same rewrite there. Convolutions are rewritten
     through ``jax.jit`` calls inside ``fn`` but not inside ``fn``'s own control flow.
     """
 
