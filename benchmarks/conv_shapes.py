@@ -141,6 +141,15 @@ def torch_pass(torch, layer: ConvLayer, which: str) -> Callable:
     return gradient
 
 
+def torch_weight(layer: ConvLayer, kernel: np.ndarray) -> np.ndarray:
+    """PyTorch's weight of the convolution that ``kernel`` (HWIO) computes in JAX: conv2d's is
+    ``[out, in, 4, 4]``; conv_transpose2d's is ``[in, out, 4, 4]`` and, being the adjoint of
+    conv2d, spatially flipped against ``lax.conv_transpose``'s (``nn.ConvTranspose``'s) kernel."""
+    if layer.transposed:
+        return np.ascontiguousarray(kernel[::-1, ::-1].transpose(2, 3, 0, 1))
+    return np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+
+
 def xla_kernel(hlo_text: str) -> str:
     """Which kernel XLA:CPU compiled a convolution to, from its optimized HLO."""
     if "__ynn_fusion" in hlo_text:
@@ -151,7 +160,9 @@ def xla_kernel(hlo_text: str) -> str:
         return "oneDNN"
     if "b01f_01io->b01f" in hlo_text:
         return "Eigen convolution"
-    return "XLA loop emitter" if "convolution(" in hlo_text else "other"
+    if "convolution(" in hlo_text:
+        return "XLA loop emitter"
+    return "XLA dot" if " dot(" in hlo_text else "other"  # a 1x1 output: a matrix product
 
 
 def _repeated(call: Callable[[], object]) -> Callable[[int], None]:
@@ -174,11 +185,10 @@ def measure_pass(layer: ConvLayer, which: str, batch: int, windows: int, torch) 
     kernel_name = xla_kernel(jitted.lower(*args).compile().as_text())
     calls = {"jax": lambda: jitted(*args).block_until_ready()}
     if torch is not None:
-        # NCHW; conv2d's weight is [out, in, 4, 4], conv_transpose2d's [in, out, 4, 4]
-        weight = kernel.transpose(2, 3, 0, 1) if layer.transposed else kernel.transpose(3, 2, 0, 1)
+        weight = torch_weight(layer, kernel)
         pass_fn = torch_pass(torch, layer, which)
         t_args = [torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in (x, dy)]
-        t_x, t_w, t_dy = t_args[0], torch.from_numpy(np.ascontiguousarray(weight)), t_args[1]
+        t_x, t_w, t_dy = t_args[0], torch.from_numpy(weight), t_args[1]
 
         def torch_call():
             with torch.no_grad():

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "lm": "bench_lm.py",
     "profile": "profile_step.py",
     "gemm": "gemm_shapes.py",
+    "convs": "conv_shapes.py",
     "parallel": "bench_parallel.py",
     "blocks": "bench_blocks.py",
     "gan_options": "bench_gan_options.py",
@@ -29,8 +30,9 @@ def run_benchmark(name: str, options: Sequence[str]) -> bool:
     if not script.exists():
         return False
     sys.path.insert(0, str(directory))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", script)
+    spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[script.stem] = module  # as `import <stem>` would: dataclasses look it up there
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     # the scripts' shared helpers, imported by the script (a module of unknown attributes: Any)
     common: Any = sys.modules.get("common")
