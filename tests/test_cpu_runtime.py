@@ -11,6 +11,7 @@ import sys
 
 import jax
 import pytest
+from jaxlib import version as jaxlib_version
 
 from genjax_models.parallel.cpu_runtime import (
     OPT_OUT_VARIABLE,
@@ -71,3 +72,58 @@ def test_refuses_once_backends_are_initialized() -> None:
     assert configure_cpu_runtime() is False
     assert jax.config.read("jax_cpu_enable_async_dispatch") is True
     assert cpu_runtime_configured() is False
+
+
+# A stride-2 4x4 convolution's kernel gradient at the DCGAN's shapes: which library runs it.
+CONVOLUTION_SCRIPT = """
+import json, os
+from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
+applied = configure_cpu_runtime()
+import jax, jax.numpy as jnp
+from jax import lax
+
+def kernel_gradient(x, dy):
+    conv = lambda k: lax.conv_general_dilated(
+        x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.vjp(conv, jnp.zeros((4, 4, 64, 128)))[1](dy)[0]
+
+x, dy = jnp.ones((8, 16, 16, 64)), jnp.ones((8, 8, 8, 128))
+text = jax.jit(kernel_gradient).lower(x, dy).compile().as_text()
+product = jax.jit(lambda a, b: a @ b).lower(jnp.ones((256, 256)), jnp.ones((256, 256)))
+print(json.dumps({"applied": applied, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                  "convolution_on_ynnpack": "__ynn_fusion" in text,
+                  "product_on_ynnpack": "__ynn_fusion" in product.compile().as_text()}))
+"""
+
+
+def run_convolution_script(**env_overrides: str) -> dict:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env_overrides}
+    if "XLA_FLAGS" not in env_overrides:
+        env.pop("XLA_FLAGS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", CONVOLUTION_SCRIPT],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc-only")
+@pytest.mark.skipif(
+    not jaxlib_version.__version__.startswith("0.10."), reason="the flag is set on jaxlib 0.10"
+)
+def test_convolutions_leave_ynnpack_and_a_users_own_flag_wins() -> None:
+    from genjax_models.parallel.cpu_runtime import CONVOLUTION_FLAG
+
+    tuned = run_convolution_script()
+    default = run_convolution_script(**{OPT_OUT_VARIABLE: "default"})
+    assert tuned["applied"] is True and tuned["xla_flags"] == CONVOLUTION_FLAG
+    assert default["convolution_on_ynnpack"] is True  # what the flag changes, on this jaxlib
+    assert tuned["convolution_on_ynnpack"] is False
+    assert tuned["product_on_ynnpack"] is True and default["product_on_ynnpack"] is True
+    users = "--xla_force_host_platform_device_count=2 --xla_cpu_experimental_ynn_fusion_type=-dot"
+    theirs = run_convolution_script(XLA_FLAGS=users)
+    assert theirs["applied"] is True and theirs["xla_flags"] == users  # left as they are
+    assert theirs["convolution_on_ynnpack"] is True
+    kept = run_convolution_script(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert kept["xla_flags"] == f"--xla_force_host_platform_device_count=2 {CONVOLUTION_FLAG}"
