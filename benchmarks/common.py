@@ -401,6 +401,7 @@ def device_facts() -> dict:
         else "scratch reuse (cpu_runtime.py)"
         if cpu_runtime_configured()
         else "default",
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),  # configure_cpu_runtime's convolution flag
     }
 
 

@@ -177,7 +177,8 @@ def _opcode(rest: str) -> str | None:
 
 def op_executions(profile) -> tuple[str, list[tuple[str, float]]]:
     """``(platform, [(op name, seconds), ...])`` from a ``jax.profiler.ProfileData``: kernels on
-    the first accelerator plane's streams, else HLO ops on the host's XLA threads (``cpu``)."""
+    the first accelerator plane's streams, else HLO ops on the host's XLA threads (``cpu``), each
+    from its start to its end (for an asynchronous op, its ``end:`` event's)."""
     for plane in profile.planes:
         if plane.name.startswith("/device:"):
             platform = plane.name.split(":")[1].lower()
@@ -188,12 +189,25 @@ def op_executions(profile) -> tuple[str, list[tuple[str, float]]]:
                 for event in line.events
             ]
     host = profile.find_plane_with_name("/host:CPU")
-    executions = []
+    # An op that XLA:CPU runs asynchronously (an Eigen convolution: the thunk returns once the
+    # work is queued on Eigen's threads) ends at an "end: <op>" event whose flow id ("_c")
+    # is its start event's ("_p"); the start event alone spans only the queueing.
+    ends: dict[object, float] = {}
+    starts = []
     for line in host.lines:
         for event in line.events:
-            op = dict(event.stats).get("hlo_op")
-            if op is not None and event.name == op:
-                executions.append((op, event.duration_ns / 1e9))
+            stats = dict(event.stats)
+            if event.name.startswith("end: ") and "_c" in stats:
+                ends[stats["_c"]] = event.start_ns + event.duration_ns
+            elif stats.get("hlo_op") is not None and event.name == stats["hlo_op"]:
+                starts.append((event, stats.get("_p")))
+    executions = []
+    for event, flow in starts:
+        end = ends.get(flow, event.start_ns + event.duration_ns) if flow is not None else None
+        nanoseconds = (
+            event.duration_ns if end is None else max(event.duration_ns, end - event.start_ns)
+        )
+        executions.append((event.name, nanoseconds / 1e9))
     return "cpu", executions
 
 

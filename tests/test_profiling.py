@@ -104,6 +104,29 @@ def test_breakdown_divides_by_steps_and_shares_sum_to_one(modules) -> None:
     }
 
 
+def test_cpu_ops_span_to_their_end_events(modules) -> None:
+    """An asynchronous op (an Eigen convolution) lasts until its ``end:`` event of the same flow
+    id, on whichever thread that is; a synchronous op, its own event."""
+    profiling, _ = modules
+    from types import SimpleNamespace as Event
+
+    def event(name, start, duration, **stats):
+        return Event(name=name, start_ns=start, duration_ns=duration, stats=list(stats.items()))
+
+    queued = event("convolution.5", 1_000, 150, hlo_op="convolution.5", _p=7)
+    inline = event("fusion.2", 2_000, 400, hlo_op="fusion.2", _p=8)
+    lines = [
+        Event(
+            name="tf_XLAEigen/1", events=[queued, inline, event("end: fusion.2", 2_390, 10, _c=8)]
+        ),
+        Event(name="tf_XLAEigen/2", events=[event("end: convolution.5", 9_000, 100, _c=7)]),
+    ]
+    profile = Event(planes=[], find_plane_with_name=lambda name: Event(lines=lines))
+    platform, executions = profiling.op_executions(profile)
+    assert platform == "cpu"
+    assert executions == [("convolution.5", 8_100 / 1e9), ("fusion.2", 400 / 1e9)]
+
+
 def test_profile_seq2seq_step_on_cpu(modules, tmp_path) -> None:
     _, profile_step = modules
     out = tmp_path / "profile.json"
