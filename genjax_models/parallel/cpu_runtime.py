@@ -24,12 +24,12 @@ returned to the system.
 
 A third setting concerns convolutions. XLA:CPU (jaxlib 0.10) hands most of them to YNNPACK,
 whose strided convolutions run at half of PyTorch's rate on the DCGAN's shapes (weight gradients
-77-98 GFLOP/s where oneDNN reaches 184-194; ``benchmarks/conv_shapes.py``), while XLA's Eigen
-convolutions run the same shapes 1.3-1.4x faster than YNNPACK. The flag
+77-101 GFLOP/s where oneDNN reaches 152-194; ``benchmarks/conv_shapes.py``), while XLA's Eigen
+convolutions run those weight gradients 1.4-1.8x faster than YNNPACK. The flag
 ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` (added to ``XLA_FLAGS``)
 leaves every convolution to Eigen and keeps YNNPACK for matrix products and reductions: the
 width-64 DCGAN step +10% in an in-process A/B (0.82x -> 0.90x PyTorch), the width-32 ResNet GAN
-step +41-53%; programs without convolutions compile as before. It is added only where the user's
+step +41%; programs without convolutions compile as before. It is added only where the user's
 ``XLA_FLAGS`` does not set that flag itself and only on jaxlib 0.10, the versions it was measured
 on (XLA aborts a process on a flag it does not know).
 
