@@ -386,6 +386,23 @@ def peak_memory_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
+def cpu_torch(no_torch: bool, facts: dict):
+    """PyTorch for a comparison of CPU kernels (``facts["torch"]`` set), or None: ``no_torch``,
+    not installed (a note is printed), or its device is a GPU, where the comparison is moot."""
+    if no_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print("torch not installed (pip install -e '.[bench]'): JAX only")
+        return None
+    device = torch_device(torch)
+    if device != "cpu":
+        return None
+    facts["torch"] = torch_facts(torch, device)
+    return torch
+
+
 def device_facts() -> dict:
     device = jax.devices()[0]
     return {

@@ -40,11 +40,10 @@ from common import (  # noqa: E402
     Prepared,
     argument_parser,
     compare_windows,
+    cpu_torch,
     device_facts,
     measured_gemm,
     positive_int,
-    torch_device,
-    torch_facts,
     write_result,
 )
 
@@ -345,19 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     configure_cpu_runtime()  # before the first computation, as in the training benchmarks
     config = GANConfig(base_width=args.width, image_size=args.image_size)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-        except ImportError:
-            print("torch not installed (pip install -e '.[bench]'): JAX only")
     facts = device_facts()
-    if torch is not None:
-        device = torch_device(torch)
-        if device == "cpu":
-            facts["torch"] = torch_facts(torch, device)
-        else:
-            torch = None  # GPU: this comparison of CPU kernels does not apply
+    torch = cpu_torch(args.no_torch, facts)
     wanted = set(args.rows or row_names(config))
     rows = []
     layers = dcgan_layers(config)

@@ -40,10 +40,9 @@ from common import (  # noqa: E402
     Prepared,
     argument_parser,
     compare_windows,
+    cpu_torch,
     device_facts,
     positive_int,
-    torch_device,
-    torch_facts,
     write_result,
 )
 
@@ -173,19 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
         "L": args.length,
         "h": model["d_model"] // model["num_heads"],
     }
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-        except ImportError:
-            print("torch not installed (pip install -e '.[bench]'): JAX only")
     facts = device_facts()
-    if torch is not None:
-        device = torch_device(torch)
-        if device == "cpu":
-            facts["torch"] = torch_facts(torch, device)
-        else:
-            torch = None  # GPU: this comparison of CPU kernels does not apply
+    torch = cpu_torch(args.no_torch, facts)
     print(f"matrix products of the {args.size} seq2seq step, sizes {sizes}, float32")
     print(f"{'product':<38}{'shapes':>26}{'XLA kernel':>17}{'JAX GF/s':>10}{'torch GF/s':>12}")
     rows = []
