@@ -254,6 +254,27 @@ def compare_windows(workloads: list[Prepared], steps: int, windows: int) -> list
     ]
 
 
+def compare_calls(
+    calls: dict[str, Callable[[], object]], per_window: int, windows: int
+) -> dict[str, float]:
+    """Calls per second of each of ``calls`` (key -> a call that blocks on its result): one
+    warm-up call each, then :func:`compare_windows` of ``per_window`` back-to-back calls."""
+
+    def repeated(call: Callable[[], object]) -> Callable[[int], None]:
+        def run(n: int) -> None:
+            for _ in range(n):
+                call()
+
+        return run
+
+    workloads = []
+    for call in calls.values():
+        call()  # compile / warm up
+        workloads.append(Prepared(repeated(call), dict))
+    timed = compare_windows(workloads, per_window, windows)
+    return {key: result["steps_per_sec"] for key, result in zip(calls, timed, strict=True)}
+
+
 def time_against_torch(
     ours: Prepared, reference: Prepared | None, steps: int, windows: int
 ) -> tuple[dict, dict | None]:

@@ -37,8 +37,8 @@ from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    Prepared,
     argument_parser,
+    compare_calls,
     compare_windows,
     cpu_torch,
     device_facts,
@@ -164,47 +164,49 @@ def xla_kernel(hlo_text: str) -> str:
     return "XLA dot" if " dot(" in hlo_text else "other"  # a 1x1 output: a matrix product
 
 
-def _repeated(call: Callable[[], object]) -> Callable[[int], None]:
-    def run(n: int) -> None:
-        for _ in range(n):
-            call()
+def operands(
+    layer: ConvLayer, batch: int, seed: int = 0, kernel_scale: float = 0.02
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random float32 ``(x, kernel, dy)`` of ``layer``: NHWC input, HWIO kernel (DCGAN-like
+    N(0, kernel_scale^2) weights), and an output gradient of the forward's shape."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, layer.size, layer.size, layer.features_in), np.float32)
+    shape = (4, 4, layer.features_in, layer.features_out)
+    kernel = kernel_scale * rng.standard_normal(shape, np.float32)
+    out = layer.output_size
+    dy = rng.standard_normal((batch, out, out, layer.features_out), np.float32)
+    return x, kernel, dy
 
-    return run
+
+def torch_operands(torch, layer: ConvLayer, x: np.ndarray, kernel: np.ndarray, dy: np.ndarray):
+    """:func:`operands` as PyTorch tensors: NCHW ``x`` and ``dy``, :func:`torch_weight`."""
+    t_x, t_dy = (torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in (x, dy))
+    return t_x, torch.from_numpy(torch_weight(layer, kernel)), t_dy
 
 
 def measure_pass(layer: ConvLayer, which: str, batch: int, windows: int, torch) -> dict:
     """One pass of ``layer`` timed in JAX (and PyTorch), windows alternating."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, layer.size, layer.size, layer.features_in), np.float32)
-    out = layer.output_size
-    dy = rng.standard_normal((batch, out, out, layer.features_out), np.float32)
-    kernel = 0.02 * rng.standard_normal((4, 4, layer.features_in, layer.features_out), np.float32)
+    x, kernel, dy = operands(layer, batch)
     args = tuple(jnp.asarray(a) for a in (x, kernel, dy))
     jitted = jax_pass(layer, which)
     kernel_name = xla_kernel(jitted.lower(*args).compile().as_text())
     calls = {"jax": lambda: jitted(*args).block_until_ready()}
     if torch is not None:
-        weight = torch_weight(layer, kernel)
         pass_fn = torch_pass(torch, layer, which)
-        t_args = [torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in (x, dy)]
-        t_x, t_w, t_dy = t_args[0], torch.from_numpy(weight), t_args[1]
+        torch_args = torch_operands(torch, layer, x, kernel, dy)
 
         def torch_call():
             with torch.no_grad():
-                return pass_fn(t_x, t_w, t_dy)
+                return pass_fn(*torch_args)
 
         calls["torch"] = torch_call
-    workloads = []
-    for call in calls.values():
-        call()  # compile / warm up
-        workloads.append(Prepared(_repeated(call), dict))
     work = layer.flops(batch)
     per_window = max(2, int(2e10 // work))  # windows of ~0.1 s on a 2-core CPU
-    timed = compare_windows(workloads, per_window, windows)
+    rates = compare_calls(calls, per_window, windows)
     row = {"layer": layer.name, "pass": which, "flops": work, "xla_kernel": kernel_name}
-    for key, result in zip(calls, timed, strict=True):
-        row[f"{key}_ms"] = 1e3 / result["steps_per_sec"]
-        row[f"{key}_gflops_per_sec"] = work * result["steps_per_sec"] / 1e9
+    for key, rate in rates.items():
+        row[f"{key}_ms"] = 1e3 / rate
+        row[f"{key}_gflops_per_sec"] = work * rate / 1e9
     if torch is not None:
         row["jax_over_torch_time"] = row["jax_ms"] / row["torch_ms"]
     return row

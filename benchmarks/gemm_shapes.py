@@ -26,7 +26,6 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,9 +36,8 @@ from genjax_models.parallel.cpu_runtime import configure_cpu_runtime
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_seq2seq import SIZES  # noqa: E402
 from common import (  # noqa: E402
-    Prepared,
     argument_parser,
-    compare_windows,
+    compare_calls,
     cpu_torch,
     device_facts,
     positive_int,
@@ -104,16 +102,6 @@ def xla_kernel(hlo_text: str) -> str:
     return "XLA dot"
 
 
-def _repeated(call: Callable[[], object]) -> Callable[[int], None]:
-    """``run(n)``: ``n`` back-to-back calls (each blocks on its result, which is dropped)."""
-
-    def run(n: int) -> None:
-        for _ in range(n):
-            call()
-
-    return run
-
-
 def measure_row(name: str, sizes: dict[str, int], windows: int, torch) -> dict:
     """One :data:`SHAPE_ROWS` product timed in JAX (and PyTorch), windows alternating."""
     spec = SHAPE_ROWS[name]
@@ -126,12 +114,8 @@ def measure_row(name: str, sizes: dict[str, int], windows: int, torch) -> dict:
     if torch is not None:
         ta, tb = torch.from_numpy(lhs), torch.from_numpy(rhs)
         calls["torch"] = lambda: product(ta, tb)  # synchronous on the CPU
-    workloads = []
-    for call in calls.values():
-        call()  # compile / warm up
-        workloads.append(Prepared(_repeated(call), dict))
     per_window = max(2, int(3e10 // work))  # windows of ~0.1 s on a 2-core CPU
-    timed = compare_windows(workloads, per_window, windows)
+    rates = compare_calls(calls, per_window, windows)
     row = {
         "name": name,
         "lhs": list(lhs.shape),
@@ -141,8 +125,8 @@ def measure_row(name: str, sizes: dict[str, int], windows: int, torch) -> dict:
         "flops": work,
         "xla_kernel": kernel,
     }
-    for key, result in zip(calls, timed, strict=True):
-        row[f"{key}_gflops_per_sec"] = work * result["steps_per_sec"] / 1e9
+    for key, rate in rates.items():
+        row[f"{key}_gflops_per_sec"] = work * rate / 1e9
     if torch is not None:
         row["jax_over_torch"] = row["jax_gflops_per_sec"] / row["torch_gflops_per_sec"]
     return row

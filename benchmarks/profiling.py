@@ -203,11 +203,8 @@ def op_executions(profile) -> tuple[str, list[tuple[str, float]]]:
                 starts.append((event, stats.get("_p")))
     executions = []
     for event, flow in starts:
-        end = ends.get(flow, event.start_ns + event.duration_ns) if flow is not None else None
-        nanoseconds = (
-            event.duration_ns if end is None else max(event.duration_ns, end - event.start_ns)
-        )
-        executions.append((event.name, nanoseconds / 1e9))
+        end = max(ends.get(flow, 0.0), event.start_ns + event.duration_ns)
+        executions.append((event.name, (end - event.start_ns) / 1e9))
     return "cpu", executions
 
 

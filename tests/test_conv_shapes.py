@@ -35,15 +35,6 @@ def convs(request):
     return conv_shapes
 
 
-def operands(layer, batch: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, layer.size, layer.size, layer.features_in), np.float32)
-    kernel = rng.standard_normal((4, 4, layer.features_in, layer.features_out), np.float32)
-    out = layer.output_size
-    dy = rng.standard_normal((batch, out, out, layer.features_out), np.float32)
-    return x, kernel, dy
-
-
 def kernel_shape(layer) -> tuple[int, ...]:
     return (4, 4, layer.features_in, layer.features_out)
 
@@ -94,7 +85,7 @@ def test_layers_are_the_models_kernels_and_calls_are_the_steps_convolutions(conv
 @pytest.mark.parametrize("index", range(7))
 def test_each_pass_is_the_adjoint_it_names_with_xlas_flop_count(convs, index) -> None:
     layer = convs.dcgan_layers(TINY)[index]
-    x, kernel, dy = operands(layer, batch=2)
+    x, kernel, dy = convs.operands(layer, batch=2, kernel_scale=1.0)
     args = tuple(jnp.asarray(a) for a in (x, kernel, dy))
     y = convs.jax_pass(layer, "forward")(*args)
     dx = convs.jax_pass(layer, "input gradient")(*args)
@@ -118,9 +109,8 @@ def test_each_pass_is_the_adjoint_it_names_with_xlas_flop_count(convs, index) ->
 def test_torch_passes_compute_the_jax_passes(convs, index) -> None:
     torch = pytest.importorskip("torch")
     layer = convs.dcgan_layers(TINY)[index]
-    x, kernel, dy = operands(layer, batch=2, seed=index)
-    t_x, t_dy = (torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in (x, dy))
-    t_w = torch.from_numpy(convs.torch_weight(layer, kernel))
+    x, kernel, dy = convs.operands(layer, batch=2, seed=index, kernel_scale=1.0)
+    t_x, t_w, t_dy = convs.torch_operands(torch, layer, x, kernel, dy)
     for which in convs.PASSES:
         ours = np.asarray(convs.jax_pass(layer, which)(*(jnp.asarray(a) for a in (x, kernel, dy))))
         theirs = convs.torch_pass(torch, layer, which)(t_x, t_w, t_dy).numpy()

@@ -14,6 +14,8 @@ import pytest
 from jaxlib import version as jaxlib_version
 
 from genjax_models.parallel.cpu_runtime import (
+    _CONVOLUTION_FLAG_JAXLIB_PREFIXES,
+    CONVOLUTION_FLAG,
     OPT_OUT_VARIABLE,
     configure_cpu_runtime,
     cpu_runtime_configured,
@@ -45,11 +47,14 @@ print(json.dumps({"applied": applied, "configured": cpu_runtime_configured(),
 """
 
 
-def run_script(**env_overrides: str) -> dict:
+def run_script(script: str = SCRIPT, **env_overrides: str) -> dict:
+    """``script``'s last line of JSON, run in a fresh CPU process without this one's XLA_FLAGS
+    (unless ``env_overrides`` sets them)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **env_overrides}
-    env.pop("XLA_FLAGS", None)
+    if "XLA_FLAGS" not in env_overrides:
+        env.pop("XLA_FLAGS", None)
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -96,34 +101,21 @@ print(json.dumps({"applied": applied, "xla_flags": os.environ.get("XLA_FLAGS", "
 """
 
 
-def run_convolution_script(**env_overrides: str) -> dict:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env_overrides}
-    if "XLA_FLAGS" not in env_overrides:
-        env.pop("XLA_FLAGS", None)
-    done = subprocess.run(
-        [sys.executable, "-c", CONVOLUTION_SCRIPT],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc-only")
 @pytest.mark.skipif(
-    not jaxlib_version.__version__.startswith("0.10."), reason="the flag is set on jaxlib 0.10"
+    not jaxlib_version.__version__.startswith(_CONVOLUTION_FLAG_JAXLIB_PREFIXES),
+    reason="the flag is set only on the jaxlib versions it is known on",
 )
 def test_convolutions_leave_ynnpack_and_a_users_own_flag_wins() -> None:
-    from genjax_models.parallel.cpu_runtime import CONVOLUTION_FLAG
-
-    tuned = run_convolution_script()
-    default = run_convolution_script(**{OPT_OUT_VARIABLE: "default"})
+    tuned = run_script(CONVOLUTION_SCRIPT)
+    default = run_script(CONVOLUTION_SCRIPT, **{OPT_OUT_VARIABLE: "default"})
     assert tuned["applied"] is True and tuned["xla_flags"] == CONVOLUTION_FLAG
     assert default["convolution_on_ynnpack"] is True  # what the flag changes, on this jaxlib
     assert tuned["convolution_on_ynnpack"] is False
     assert tuned["product_on_ynnpack"] is True and default["product_on_ynnpack"] is True
     users = "--xla_force_host_platform_device_count=2 --xla_cpu_experimental_ynn_fusion_type=-dot"
-    theirs = run_convolution_script(XLA_FLAGS=users)
+    theirs = run_script(CONVOLUTION_SCRIPT, XLA_FLAGS=users)
     assert theirs["applied"] is True and theirs["xla_flags"] == users  # left as they are
     assert theirs["convolution_on_ynnpack"] is True
-    kept = run_convolution_script(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    kept = run_script(CONVOLUTION_SCRIPT, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     assert kept["xla_flags"] == f"--xla_force_host_platform_device_count=2 {CONVOLUTION_FLAG}"

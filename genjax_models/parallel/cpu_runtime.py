@@ -71,18 +71,16 @@ def _glibc_mallopt():
     return getattr(ctypes.CDLL(None), "mallopt", None)
 
 
-def _convolutions_to_eigen() -> bool:
+def _convolutions_to_eigen() -> None:
     """Adds :data:`CONVOLUTION_FLAG` to ``XLA_FLAGS`` unless the user's flags choose YNNPACK's
-    fusion types themselves or this jaxlib is not one the flag is known on; True if added."""
+    fusion types themselves or this jaxlib is not one the flag is known on."""
     from jaxlib import version
 
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_experimental_ynn_fusion_type" in flags:
-        return False
-    if not version.__version__.startswith(_CONVOLUTION_FLAG_JAXLIB_PREFIXES):
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} {CONVOLUTION_FLAG}".strip()
-    return True
+        return
+    if version.__version__.startswith(_CONVOLUTION_FLAG_JAXLIB_PREFIXES):
+        os.environ["XLA_FLAGS"] = f"{flags} {CONVOLUTION_FLAG}".strip()
 
 
 def configure_cpu_runtime() -> bool:
